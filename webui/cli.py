@@ -1,0 +1,81 @@
+"""Command-line flags: one parser, A1111's names and meanings, documented defaults."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _auth_pairs(value: str) -> list[tuple[str, str]]:
+    """Parse `user:pass[,user:pass]` as A1111 does; a malformed pair is an argparse error."""
+    pairs = []
+    for item in value.split(","):
+        item = item.strip()
+        user, sep, password = item.partition(":")
+        if not sep or not user or not password:
+            raise argparse.ArgumentTypeError(f"expected user:pass[,user:pass], got {item!r}")
+        pairs.append((user, password))
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The one parser for app.py; `python app.py --help` documents every flag."""
+    p = argparse.ArgumentParser(
+        prog="app.py",
+        description="Local Stable Diffusion studio on diffusers, with A1111's flags, folders and API.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net = p.add_argument_group("network")
+    net.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 so other machines on the LAN can connect")
+    net.add_argument("--server-name", default=None, help="host name or address to bind (overrides --listen)")
+    net.add_argument("--port", type=int, default=7860, help="port to serve on")
+    net.add_argument("--api", action="store_true", help="serve the A1111-compatible REST API under /sdapi/v1")
+    net.add_argument("--api-auth", type=_auth_pairs, default=None, metavar="USER:PASS[,USER:PASS]",
+                     help="HTTP Basic credentials required on every API route")
+    net.add_argument("--gradio-auth", type=_auth_pairs, default=None, metavar="USER:PASS[,USER:PASS]",
+                     help="credentials required to open the web UI")
+    net.add_argument("--mcp", action="store_true", help="also serve Gradio's MCP server (txt2img as a tool for agents)")
+    net.add_argument("--autolaunch", action="store_true", help="open the UI in the system's browser on start")
+
+    dev = p.add_argument_group("device and memory")
+    dev.add_argument("--medvram", action="store_true",
+                     help="keep only the running model part on the GPU (diffusers model CPU offload)")
+    dev.add_argument("--lowvram", action="store_true",
+                     help="stream weights layer by layer to the GPU (sequential CPU offload); slowest, least VRAM")
+    dev.add_argument("--no-half", action="store_true", help="keep every model in float32")
+    dev.add_argument("--no-half-vae", action="store_true", help="keep the VAE in float32 (avoids black images)")
+    dev.add_argument("--precision", choices=["full", "half", "autocast"], default="autocast",
+                     help="full: float32 everywhere; half: float16 everywhere; autocast: chosen per device")
+    dev.add_argument("--xformers", action="store_true", help="use xformers attention when it is installed")
+    dev.add_argument("--opt-sdp-attention", action="store_true",
+                     help="use PyTorch scaled-dot-product attention (the default when xformers is not chosen)")
+    dev.add_argument("--use-cpu", nargs="*", default=None, metavar="MODULE",
+                     help="run on the CPU; A1111 form: --use-cpu all")
+    dev.add_argument("--device-id", type=int, default=None, help="CUDA device index to use")
+    dev.add_argument("--skip-torch-cuda-test", action="store_true",
+                     help="do not stop when CUDA is expected but absent; fall back to the CPU")
+
+    paths = p.add_argument_group("folders")
+    paths.add_argument("--data-dir", type=Path, default=None,
+                       help="base folder for models/, embeddings/, outputs/, config.json (default: the repo)")
+    paths.add_argument("--ckpt", type=Path, default=None, help="checkpoint to load at start (file or title)")
+    paths.add_argument("--ckpt-dir", type=Path, default=None, help="checkpoint folder (default: DATA/models/Stable-diffusion)")
+    paths.add_argument("--vae-dir", type=Path, default=None, help="VAE folder (default: DATA/models/VAE)")
+    paths.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: DATA/models/Lora)")
+    paths.add_argument("--embeddings-dir", type=Path, default=None,
+                       help="textual-inversion embeddings folder (default: DATA/embeddings)")
+    paths.add_argument("--controlnet-dir", type=Path, default=None,
+                       help="ControlNet folder (default: DATA/models/ControlNet)")
+
+    safety = p.add_argument_group("safety")
+    safety.add_argument("--enable-insecure-extension-access", action="store_true",
+                        help="allow installing extensions from the UI even with --listen")
+    safety.add_argument("--disable-safe-unpickle", action="store_true",
+                        help="allow .ckpt/.pt files whose pickle runs arbitrary code (dangerous)")
+
+    p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse flags; unknown flags fail with argparse's message and exit code 2."""
+    return build_parser().parse_args(argv)

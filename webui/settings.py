@@ -1,0 +1,172 @@
+"""Typed options with defaults, persisted to config.json in the data dir.
+
+Keys use A1111's option names where A1111 has one, so its config.json and the
+`/sdapi/v1/options` API read the same. Unknown keys in the file are kept and written
+back untouched (another tool or a later version may own them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A value was refused; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its type, default, bounds or choices, and where the UI shows it."""
+
+    key: str
+    default: Any
+    label: str
+    section: str = "General"
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+    def check(self, value: Any) -> Any:
+        """Return the value coerced to this option's type, or raise SettingsError."""
+        kind = type(self.default)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise SettingsError(f"{self.key}: expected true or false, got {value!r}")
+        elif kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"{self.key}: expected a number, got {value!r}")
+            if kind is int and float(value) != int(value):
+                raise SettingsError(f"{self.key}: expected a whole number, got {value!r}")
+            value = kind(value)
+            if self.minimum is not None and value < self.minimum:
+                raise SettingsError(f"{self.key}: {value} is below the minimum {self.minimum:g}")
+            if self.maximum is not None and value > self.maximum:
+                raise SettingsError(f"{self.key}: {value} is above the maximum {self.maximum:g}")
+        elif kind is str and not isinstance(value, str):
+            raise SettingsError(f"{self.key}: expected text, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise SettingsError(f"{self.key}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+        return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("sd_model_checkpoint", "", "Checkpoint (last used)", "Stable Diffusion"),
+    Option("sd_checkpoints_limit", 1, "Checkpoints kept in RAM at once", "Stable Diffusion", 1, 10),
+    Option("sd_checkpoint_cache_ram_fraction", 0.5, "RAM budget for cached checkpoints (fraction of total RAM)",
+           "Stable Diffusion", 0.05, 0.9),
+    Option("sd_vae", "Automatic", "VAE", "Stable Diffusion"),
+    Option("CLIP_stop_at_last_layers", 1, "Clip skip", "Stable Diffusion", 1, 12),
+    Option("comma_padding_backtrack", 20, "Prompt chunk: break at a comma this many tokens from the end",
+           "Stable Diffusion", 0, 74),
+    Option("show_progress_every_n_steps", 5, "Live preview every N steps (0: off)", "Live previews", 0, 150),
+    Option("live_previews_enable", True, "Show live previews", "Live previews"),
+    Option("samples_save", True, "Save every generated image", "Saving images"),
+    Option("grid_save", True, "Save a grid of each batch", "Saving images"),
+    Option("samples_filename_pattern", "[seed]", "File name pattern ([seed], [prompt_words], [model_name], "
+           "[sampler], [steps], [cfg], [width], [height], [date])", "Saving images"),
+    Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images"),
+    Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images"),
+    Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
+)
+
+
+@dataclass
+class Settings:
+    """The live settings of one app instance, with a lock so UI and API can both write."""
+
+    path: Path | None
+    options: dict[str, Option] = field(default_factory=lambda: {o.key: o for o in OPTIONS})
+    values: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
+    warnings: list[str] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @classmethod
+    def load(cls, path: Path | None) -> "Settings":
+        """Read config.json if present; a bad value falls back to its default with a warning."""
+        settings = cls(path=path)
+        if path is None or not path.exists():
+            return settings
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("top level is not an object")
+        except (OSError, ValueError) as exc:
+            settings.warnings.append(f"{path}: unreadable ({exc}); using defaults, the file is left as it is")
+            settings.path = None  # never overwrite a file we could not read
+            return settings
+        for key, value in raw.items():
+            option = settings.options.get(key)
+            if option is None:
+                settings.extra[key] = value
+                continue
+            try:
+                settings.values[key] = option.check(value)
+            except SettingsError as exc:
+                settings.warnings.append(f"{exc}; using the default {option.default!r}")
+        return settings
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self.values:
+                return self.values[key]
+            if key in self.options:
+                return self.options[key].default
+            if key in self.extra:
+                return self.extra[key]
+        raise KeyError(f"unknown setting {key!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def update(self, changes: dict[str, Any], save: bool = True) -> None:
+        """Validate every change first, then apply all or none, then persist."""
+        unknown = [k for k in changes if k not in self.options]
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        checked = {k: self.options[k].check(v) for k, v in changes.items()}
+        with self._lock:
+            self.values.update(checked)
+            if save:
+                self.save()
+
+    def set(self, key: str, value: Any, save: bool = True) -> None:
+        self.update({key: value}, save=save)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every known option with its current value, plus the kept unknown keys."""
+        with self._lock:
+            return {**self.extra, **{k: self.get(k) for k in self.options}}
+
+    def add_option(self, option: Option) -> None:
+        """Let an extension or a later room register its own option on this instance."""
+        with self._lock:
+            self.options[option.key] = option
+            if option.key in self.extra:
+                try:
+                    self.values[option.key] = option.check(self.extra.pop(option.key))
+                except SettingsError as exc:
+                    self.warnings.append(str(exc))
+
+    def save(self) -> None:
+        """Write atomically: a crash mid-write never leaves a truncated config.json."""
+        if self.path is None:
+            return
+        with self._lock:
+            data = {**self.extra, **self.values}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(data, fh, indent=2, ensure_ascii=False)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
