@@ -1,0 +1,235 @@
+"""The one request type every entry point builds, and the result the core returns.
+
+Field names and defaults are A1111's (``/sdapi/v1/txt2img`` payload names), so an
+A1111 client's JSON maps straight onto ``GenerationRequest.from_dict``. Fields of
+later issues (img2img, hires fix, ...) are added here when they land.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from webui.generation import samplers
+from webui.generation.seeds import MAX_SEED
+
+DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's first (default) sampler
+DEFAULT_SCHEDULER = samplers.AUTOMATIC
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One bad request field and what is wrong with it, in words for the user."""
+
+    field: str
+    message: str
+
+
+class RequestError(ValueError):
+    """A request failed validation; ``errors`` has one entry per bad field."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors))
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        """The errors as JSON-ready dicts (for the API's 4xx body)."""
+        return [{"field": e.field, "message": e.message} for e in self.errors]
+
+
+@dataclass
+class GenerationRequest:
+    """A txt2img request with A1111 field names and defaults."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: list[str] = field(default_factory=list)
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    sampler_name: str = DEFAULT_SAMPLER
+    scheduler: str = DEFAULT_SCHEDULER
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    n_iter: int = 1
+    clip_skip: int = 1
+    override_settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
+        """Build an unvalidated request from a JSON-like dict.
+
+        Returns ``(request, unknown)`` where ``unknown`` holds the keys this
+        request type does not have, so the API can warn about them. A1111's legacy
+        ``sampler_index`` is used as the sampler when ``sampler_name`` is absent.
+        """
+        if not isinstance(data, dict):
+            raise RequestError([FieldError("request", f"must be a JSON object, got {type(data).__name__}")])
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: _copy(v) for k, v in data.items() if k in names}
+        unknown = {k: v for k, v in data.items() if k not in names}
+        if "sampler_name" not in known and isinstance(unknown.get("sampler_index"), str):
+            known["sampler_name"] = unknown.pop("sampler_index")
+        return cls(**known), unknown
+
+    def validate(self) -> "GenerationRequest":
+        """Return a checked, normalised copy or raise RequestError listing every bad field.
+
+        Numbers given as numeric strings or whole floats are converted; an old
+        combined sampler name ("DPM++ 2M Karras") is split into sampler and
+        schedule. Styles are applied later by the core.
+        """
+        errors: list[FieldError] = []
+        out: dict[str, Any] = {}
+
+        for name in ("prompt", "negative_prompt"):
+            value = getattr(self, name)
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                errors.append(FieldError(name, f"must be text, got {_show(value)}"))
+            out[name] = value
+
+        styles = [] if self.styles is None else self.styles
+        if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) for s in styles):
+            errors.append(FieldError("styles", f"must be a list of style names, got {_show(self.styles)}"))
+        out["styles"] = list(styles) if isinstance(styles, (list, tuple)) else styles
+
+        for name, low, high in (("steps", 1, 150), ("batch_size", 1, 8), ("n_iter", 1, 100), ("clip_skip", 1, 12)):
+            out[name] = _check_int(name, getattr(self, name), low, high, errors)
+
+        for name in ("width", "height"):
+            raw = getattr(self, name)
+            value = _to_int(raw)
+            if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 4096 or value % 8:
+                errors.append(FieldError(name, f"must be a multiple of 8 from 64 to 4096, got {_show(raw)}"))
+            out[name] = value
+
+        for name in ("seed", "subseed"):
+            value = getattr(self, name)
+            value = -1 if value is None or value == "" else value
+            value = _to_int(value)
+            if not isinstance(value, int) or not (value == -1 or 0 <= value <= MAX_SEED):
+                errors.append(FieldError(name, f"must be -1 (random) or a whole number from 0 to {MAX_SEED}, "
+                                               f"got {_show(getattr(self, name))}"))
+            out[name] = value
+
+        out["cfg_scale"] = _check_float("cfg_scale", self.cfg_scale, 1.0, 30.0, errors)
+        out["subseed_strength"] = _check_float("subseed_strength", self.subseed_strength, 0.0, 1.0, errors)
+
+        out["sampler_name"], out["scheduler"] = _check_sampler(self.sampler_name, self.scheduler, errors)
+
+        if not isinstance(self.override_settings, dict):
+            errors.append(FieldError("override_settings",
+                                     f"must be an object of setting names to values, got {_show(self.override_settings)}"))
+        out["override_settings"] = dict(self.override_settings) if isinstance(self.override_settings, dict) else {}
+
+        if errors:
+            raise RequestError(errors)
+        return dataclasses.replace(self, **out)
+
+
+@dataclass
+class GenerationResult:
+    """What the core hands back: one entry per image in every list."""
+
+    images: list[Image.Image]
+    infotexts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+    prompts: list[str]
+    negative_prompts: list[str]
+    timings: dict[str, float]
+    request: GenerationRequest
+    interrupted: bool = False
+
+
+def _copy(value: Any) -> Any:
+    # Callers' lists and dicts must not be shared with the request.
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _to_int(value: Any) -> Any:
+    """An int for ints, whole floats and integer strings; the value unchanged otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _check_int(name: str, raw: Any, low: int, high: int, errors: list[FieldError]) -> Any:
+    value = _to_int(raw)
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.append(FieldError(name, f"must be a whole number from {low} to {high}, got {_show(raw)}"))
+    elif not low <= value <= high:
+        errors.append(FieldError(name, f"must be from {low} to {high}, got {value}"))
+    return value
+
+
+def _check_float(name: str, raw: Any, low: float, high: float, errors: list[FieldError]) -> Any:
+    value = _to_float(raw)
+    if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+        errors.append(FieldError(name, f"must be a number from {low:g} to {high:g}, got {_show(raw)}"))
+    elif not low <= value <= high:
+        errors.append(FieldError(name, f"must be from {low:g} to {high:g}, got {value:g}"))
+    return value
+
+
+def _check_sampler(sampler: Any, scheduler: Any, errors: list[FieldError]) -> tuple[Any, Any]:
+    if not isinstance(sampler, str):
+        errors.append(FieldError("sampler_name", f"must be a sampler name, got {_show(sampler)}. "
+                                                 f"Valid samplers: {', '.join(samplers.sampler_names())}"))
+        return sampler, scheduler
+    if scheduler is not None and not isinstance(scheduler, str):
+        errors.append(FieldError("scheduler", f"must be a schedule type name, got {_show(scheduler)}. "
+                                              f"Valid schedule types: {', '.join(samplers.SCHEDULES)}"))
+        return sampler, scheduler
+    try:
+        name, schedule = samplers.normalize_sampler(sampler, scheduler)
+    except ValueError as exc:
+        # normalize_sampler says which part is wrong; attribute it to that field.
+        bad_schedule = str(exc).startswith(("Unknown schedule", "Schedule type"))
+        errors.append(FieldError("scheduler" if bad_schedule else "sampler_name", str(exc)))
+        return sampler, scheduler
+    spec = samplers.get_sampler(name)
+    if not spec.available:
+        errors.append(FieldError("sampler_name", f"sampler {name!r} is not available here: {spec.reason}. "
+                                                 f"Available samplers: {', '.join(samplers.sampler_names())}"))
+    return name, schedule
