@@ -1,0 +1,1 @@
+"""Test package: lets test modules import the shared kit as ``tests.kit``."""
