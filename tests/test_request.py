@@ -22,8 +22,15 @@ def test_defaults_are_a1111s():
     assert (r.seed, r.subseed, r.subseed_strength) == (-1, -1, 0.0)
     assert (r.sampler_name, r.scheduler) == ("DPM++ 2M", "Automatic")
     assert (r.steps, r.cfg_scale, r.width, r.height) == (20, 7.0, 512, 512)
-    assert (r.batch_size, r.n_iter, r.clip_skip, r.override_settings) == (1, 1, 1, {})
+    # clip_skip None means "the CLIP_stop_at_last_layers setting", as A1111's API has no such field
+    assert (r.batch_size, r.n_iter, r.clip_skip, r.override_settings, r.save_images) == (1, 1, None, {}, True)
     assert r.validate() == r
+    assert GenerationRequest(clip_skip=2).validate().clip_skip == 2
+
+
+def test_save_images_must_be_bool():
+    with pytest.raises(RequestError, match="save_images"):
+        GenerationRequest(save_images="no").validate()
 
 
 def test_mutable_defaults_are_not_shared():

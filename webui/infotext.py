@@ -101,7 +101,7 @@ def build_infotext(
         "VAE": vae_name or None,
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
-        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Clip skip": request.clip_skip if (request.clip_skip or 1) > 1 else None,
         "RNG": RNG_SOURCE,
     }
     params.update(extra or {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -59,8 +60,9 @@ class GenerationRequest:
     height: int = 512
     batch_size: int = 1
     n_iter: int = 1
-    clip_skip: int = 1
+    clip_skip: int | None = None  # None: the CLIP_stop_at_last_layers setting (A1111's API has no field)
     override_settings: dict[str, Any] = field(default_factory=dict)
+    save_images: bool = True  # the UI saves; A1111's API defaults to False and sets this explicitly
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -103,7 +105,12 @@ class GenerationRequest:
         out["styles"] = list(styles) if isinstance(styles, (list, tuple)) else styles
 
         for name, low, high in (("steps", 1, 150), ("batch_size", 1, 8), ("n_iter", 1, 100), ("clip_skip", 1, 12)):
+            if name == "clip_skip" and self.clip_skip is None:
+                continue
             out[name] = _check_int(name, getattr(self, name), low, high, errors)
+
+        if not isinstance(self.save_images, bool):
+            errors.append(FieldError("save_images", f"must be true or false, got {_show(self.save_images)}"))
 
         for name in ("width", "height"):
             raw = getattr(self, name)
@@ -149,6 +156,7 @@ class GenerationResult:
     timings: dict[str, float]
     request: GenerationRequest
     interrupted: bool = False
+    paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
 
 
 def _copy(value: Any) -> Any:
