@@ -110,6 +110,8 @@ def test_break_starts_a_new_chunk(sd_pipe):
     assert chunks[0].tokens[:3] == [BOS, 2368, EOS] and chunks[1].tokens[1] == 1929  # dog
     assert len(tokenize_prompt(sd_pipe.tokenizer, "cat BREAK")[0]) == 1
     assert len(tokenize_prompt(sd_pipe.tokenizer, "cat BREAK BREAK dog")[0]) == 3
+    chunks, count = tokenize_prompt(sd_pipe.tokenizer, "BREAK")
+    assert len(chunks) == 1 and count == 75 and chunks[0].tokens == [BOS] + [EOS] * 76
 
 
 def test_comma_backtrack_moves_the_boundary(sd_pipe):

@@ -101,7 +101,9 @@ def tokenize_prompt(
     runs = _weighted_runs(prompt, emphasis)
     texts = [run.text for run in runs if run is not BREAK]
     # verbose=False: long prompts are expected here, no "sequence too long" warning
-    encoded = iter(tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+    # (a prompt of only BREAKs has no text, and tokenizers reject an empty batch)
+    encoded = iter(tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+                   if texts else [])
     comma = _comma_id(tokenizer)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
 
