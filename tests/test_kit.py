@@ -32,6 +32,19 @@ from webui.models.convert import (
 PROMPT = "a photograph of an astronaut riding a horse"
 
 
+@pytest.fixture(scope="module")
+def original():
+    """In-memory tiny pipelines, built once per module (building costs seconds on a busy CPU)."""
+    built = {}
+
+    def get(arch):
+        if arch not in built:
+            built[arch] = build_pipeline(arch)
+        return built[arch]
+
+    return get
+
+
 def test_clip_tokenizer_ids(repo_root):
     tokenizer = CLIPTokenizer.from_pretrained(str(repo_root / "configs/tokenizers/clip"))
     assert tokenizer(PROMPT).input_ids == [49406, 320, 8853, 539, 550, 18376, 6765, 320, 4558, 49407]
@@ -67,19 +80,18 @@ def test_build_tiny_reuses_cache(tiny_sd15, kit_dir):
     assert again == tiny_sd15 and again.single_file.stat().st_mtime_ns == before
 
 
-def test_build_is_deterministic():
-    first, second = build_pipeline("sd15"), build_pipeline("sd15")
+def test_build_is_deterministic(original):
+    first, second = original("sd15"), build_pipeline("sd15")
     for name, module in pipeline_components(first).items():
         assert_same_weights(module, getattr(second, name), name)
 
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
-def test_single_file_round_trip(arch, request):
+def test_single_file_round_trip(arch, request, original):
     model = request.getfixturevalue(f"tiny_{arch}")
-    original = build_pipeline(arch)
     loaded = model.load_single_file()
     assert type(loaded) is model.pipeline_class
-    expected = pipeline_components(original)
+    expected = pipeline_components(original(arch))
     assert set(pipeline_components(loaded)) == set(expected)
     for name, module in expected.items():
         assert_same_weights(module, getattr(loaded, name), f"{arch} single file: {name}")
@@ -90,11 +102,10 @@ def test_single_file_round_trip(arch, request):
 
 
 @pytest.mark.parametrize("arch", ["sd15", "sdxl"])
-def test_diffusers_folder_round_trip(arch, request):
+def test_diffusers_folder_round_trip(arch, request, original):
     model = request.getfixturevalue(f"tiny_{arch}")
-    original = build_pipeline(arch)
     loaded = model.load_pretrained()
-    for name, module in pipeline_components(original).items():
+    for name, module in pipeline_components(original(arch)).items():
         assert_same_weights(module, getattr(loaded, name), f"{arch} diffusers folder: {name}")
 
 
@@ -186,8 +197,11 @@ def test_offline_configs_instantiate(repo_root, name, in_channels, cross_dim, en
         assert sum(widths.values()) == cross_dim  # the two encoders are concatenated
 
 
-@pytest.mark.parametrize("name,unet_keys", [("sd15", 686), ("sdxl", 1680), ("sdxl-refiner", None)])
-def test_full_size_layout_reads_back_in_diffusers(repo_root, name, unet_keys):
+@pytest.mark.parametrize("name,unet_keys,model_type", [
+    ("sd15", 686, "v1"), ("sd15-inpaint", 686, "inpainting"), ("sd2-v", 686, "v2"),
+    ("sdxl", 1680, "xl_base"), ("sdxl-refiner", None, "xl_refiner"),
+])
+def test_full_size_layout_reads_back_in_diffusers(repo_root, name, unet_keys, model_type):
     """Real-size architectures (on meta): our names are exactly what diffusers' reader consumes."""
     parts = _meta_components(repo_root / "configs" / name)
     ldm = pipeline_to_ldm(SimpleNamespace(**parts))
@@ -204,17 +218,22 @@ def test_full_size_layout_reads_back_in_diffusers(repo_root, name, unet_keys):
         prefix = "conditioner.embedders.0.model." if name == "sdxl-refiner" else "conditioner.embedders.1.model."
         assert ldm[prefix + "text_projection"].shape == (1280, 1280)
         assert ldm[prefix + "transformer.resblocks.31.attn.in_proj_weight"].shape == (3840, 1280)
-        assert sfu.infer_diffusers_model_type(ldm) == ("xl_refiner" if name == "sdxl-refiner" else "xl_base")
+    assert sfu.infer_diffusers_model_type(ldm) == model_type
+    if name == "sd2-v":
+        text_encoder = parts["text_encoder"]
+        back_te = sfu.convert_open_clip_checkpoint(text_encoder, ldm, prefix="cond_stage_model.model.")
+        assert {k.removeprefix("text_model."): tuple(v.shape) for k, v in back_te.items()} == {
+            k: tuple(v.shape) for k, v in text_encoder.state_dict().items()}
     if name == "sd15":
         assert ldm["model.diffusion_model.output_blocks.11.0.skip_connection.weight"].shape == (320, 640, 1, 1)
         assert ldm["first_stage_model.encoder.mid.attn_1.q.weight"].shape == (512, 512, 1, 1)
         assert "cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.bias" in ldm
 
 
-def test_save_casts_and_stores_metadata(tmp_path):
+def test_save_casts_and_stores_metadata(tmp_path, original):
     from safetensors import safe_open
 
-    pipe = build_pipeline("sd15")
+    pipe = original("sd15")
     path = save_a1111_checkpoint(pipe, tmp_path / "half.safetensors", dtype=torch.float16,
                                  metadata={"note": "tiny", "steps": 2})
     with safe_open(str(path), "pt") as f:

@@ -22,6 +22,8 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 SD1_CLIP_PREFIX = "cond_stage_model.transformer.text_model."
+# SD 2.x keeps its OpenCLIP ViT-H text tower in OpenCLIP's own layout.
+SD2_OPEN_CLIP_PREFIX = "cond_stage_model.model."
 SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
 SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 # The SDXL refiner has only the OpenCLIP encoder, stored as embedder 0.
@@ -160,7 +162,8 @@ def _unet_key(key: str, config, down_offsets: list[int], up_offsets: list[int],
         # The upsampler follows the attention module when the level has one.
         slot = 2 if up_has_attention[level] else 1
         return f"output_blocks.{last}.{slot}.conv.{m[2]}"
-    raise ConversionError(f"UNet weight {key!r} has no LDM equivalent")
+    hint = " (fuse or unload adapters before exporting)" if "lora" in key.lower() else ""
+    raise ConversionError(f"UNet weight {key!r} has no LDM equivalent{hint}")
 
 
 def unet_to_ldm(unet: torch.nn.Module, prefix: str = UNET_PREFIX) -> dict[str, torch.Tensor]:
@@ -282,13 +285,16 @@ def open_clip_to_ldm(text_encoder: torch.nn.Module, prefix: str) -> dict[str, to
 
 
 def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
-    """Turn an SD 1.x or SDXL diffusers pipeline into an A1111-style state dict.
+    """Turn an SD 1.x, SD 2.x or SDXL diffusers pipeline into an A1111-style state dict.
 
     SD 1.x: ``model.diffusion_model.*``, ``first_stage_model.*``,
     ``cond_stage_model.transformer.text_model.*``. SDXL: the CLIP-L encoder under
     ``conditioner.embedders.0.transformer.text_model.*`` and the OpenCLIP-bigG one
     under ``conditioner.embedders.1.model.*`` (refiner pipelines without a first
-    encoder put it at ``conditioner.embedders.0.model.*``).
+    encoder put it at ``conditioner.embedders.0.model.*``). SD 2.x: the OpenCLIP
+    encoder under ``cond_stage_model.model.*``; diffusers drops its unused last
+    layer and projection, so the file lacks them too (A1111 and diffusers both
+    load such files, as neither uses those weights).
     """
     state = unet_to_ldm(pipe.unet)
     state.update(vae_to_ldm(pipe.vae))
@@ -301,7 +307,12 @@ def pipeline_to_ldm(pipe) -> dict[str, torch.Tensor]:
         else:
             state.update(open_clip_to_ldm(text_encoder_2, SDXL_REFINER_OPEN_CLIP_PREFIX))
     elif text_encoder is not None:
-        state.update(clip_to_ldm(text_encoder, SD1_CLIP_PREFIX))
+        # OpenAI's CLIP (SD 1.x) uses quick_gelu, OpenCLIP (SD 2.x) exact gelu:
+        # an architectural fact that survives fine-tuning, unlike widths.
+        if getattr(text_encoder.config, "hidden_act", "quick_gelu") == "gelu":
+            state.update(open_clip_to_ldm(text_encoder, SD2_OPEN_CLIP_PREFIX))
+        else:
+            state.update(clip_to_ldm(text_encoder, SD1_CLIP_PREFIX))
     else:
         raise ConversionError("pipeline has no text encoder to export")
     return state
