@@ -20,6 +20,7 @@ log = logging.getLogger("webui")
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
     paths = Paths.from_args(args)
     paths.ensure()
     try:
@@ -31,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.load(paths.config_file)
     for warning in settings.warnings:
         log.warning(warning)
+    # Progress is shown in the UI and API; the libraries' console bars only clutter the log.
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     if args.exit:
         print("Setup complete (--exit given): not starting the server.")
         return 0

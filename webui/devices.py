@@ -94,7 +94,7 @@ class DevicePolicy:
         for name, dtype in (("unet", self.unet_dtype), ("text_encoder", self.text_dtype),
                             ("text_encoder_2", self.text_dtype), ("vae", self.vae_dtype)):
             module = getattr(pipe, name, None)
-            if module is not None:
+            if module is not None and module.dtype != dtype:  # a no-op cast still logs a diffusers warning
                 module.to(dtype=dtype)
         self._set_attention(pipe)
         if self.memory_mode == "model-offload":

@@ -1,0 +1,73 @@
+"""AppContext: the explicit objects one running app shares between UI, API and extensions."""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+from webui.devices import DevicePolicy
+from webui.generation.core import CoreContext, generate
+from webui.generation.request import GenerationRequest
+from webui.generation.styles import StyleStore
+from webui.images import ImageSaver
+from webui.jobs import Job, JobQueue
+from webui.models.manager import ModelManager
+from webui.paths import Paths
+from webui.settings import Settings
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+@dataclass
+class AppContext:
+    args: argparse.Namespace
+    paths: Paths
+    policy: DevicePolicy
+    settings: Settings
+    models: ModelManager
+    styles: StyleStore
+    core: CoreContext
+    queue: JobQueue
+    status: str = ""  # the one-line model status shown in the UI header
+
+    def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
+        """Queue a txt2img request; every entry point goes through here."""
+        return self.queue.submit(request, kind="txt2img", source=source)
+
+
+def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, progress):
+    """generate(), but an A1111 override_settings checkpoint is used for this job only (as A1111 does)."""
+    wanted = (request.override_settings or {}).get("sd_model_checkpoint")
+    previous = core.models.current()
+    target = core.models.find(wanted) if wanted else None
+    if not wanted or (previous is not None and target is not None and target.filename == previous.info.filename):
+        return generate(request, core, progress)
+    progress.set_text(f"Loading checkpoint {wanted}")
+    core.models.select(wanted)  # raises ModelLoadError for an unknown name; the job fails with its message
+    try:
+        return generate(request, core, progress)
+    finally:
+        if previous is not None:
+            core.models.select(previous.info.filename)
+
+
+def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
+    """Create the model manager, styles, core and the started job queue; load the startup model."""
+    models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
+    styles = StyleStore(paths.styles_file)
+    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
+                       styles=styles, version=VERSION)
+
+    def run(job: Job):
+        if job.kind == "txt2img":
+            return generate_with_checkpoint(job.payload, core, job.progress)
+        if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
+            return models.select(job.payload)
+        raise ValueError(f"unknown job kind {job.kind!r}")
+
+    queue = JobQueue(run).start()
+    status = models.startup(args.ckpt)
+    log.info(status)
+    return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
+                      core=core, queue=queue, status=status)

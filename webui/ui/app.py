@@ -1,0 +1,76 @@
+"""The page: header with the checkpoint picker, then the tabs. Gradio lives only in webui/ui/."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from webui.models.manager import ModelLoadError
+from webui.ui.pnginfo import build_pnginfo
+from webui.ui.settings_tab import build_settings
+from webui.ui.txt2img import build_txt2img
+
+STATIC = Path(__file__).with_name("static")
+
+
+def launch_kwargs() -> dict:
+    """Page-level CSS and JS (Gradio 6 takes them at launch)."""
+    return {"css": (STATIC / "style.css").read_text(encoding="utf-8"),
+            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "footer_links": ["api", "gradio"]}
+
+
+def _titles(ctx) -> list[str]:
+    return [info.title for info in ctx.models.checkpoints()]
+
+
+def _current_title(ctx) -> str | None:
+    model = ctx.models.current()
+    return model.info.title if model else None
+
+
+def model_line(ctx, model) -> str:
+    """One line about the loaded model; for the bundled demo, what it is and where real ones go."""
+    if model.info.filename.parent == ctx.paths.bundled_ckpt_dir and model.info.model_name.startswith("demo-shapes"):
+        return (f"Demo model: draws coloured shapes at {model.native_size}x{model.native_size}, trained by this "
+                f"project. Put real checkpoints in {ctx.paths.ckpt_dir} and press 🔄.")
+    return f"Loaded {model.info.title} ({model.arch})."
+
+
+def build_ui(ctx) -> gr.Blocks:
+    """Build the whole page for one AppContext."""
+    with gr.Blocks(title="SD Studio", analytics_enabled=False) as demo:
+        with gr.Row(elem_id="quicksettings"):
+            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_titles(ctx),
+                                     value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
+            refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            status = gr.Markdown(html.escape(ctx.status), elem_id="model_status")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                txt2img = build_txt2img(ctx)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                build_pnginfo(txt2img, tabs, "txt2img")
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                build_settings(ctx)
+
+        def select(title):
+            if not title or title == _current_title(ctx):
+                return gr.update(), gr.update(), gr.update(), gr.update()
+            try:
+                model = ctx.models.select(title)
+            except ModelLoadError as exc:
+                return (gr.update(value=_current_title(ctx)), f"**Could not load {html.escape(title)}:** "
+                        f"{html.escape(str(exc))}", gr.update(), gr.update())
+            size = model.native_size
+            return gr.update(), html.escape(model_line(ctx, model)), size, size
+
+        checkpoint.change(select, checkpoint, [checkpoint, status, txt2img.width, txt2img.height],
+                          show_progress="full")
+
+        def rescan():
+            ctx.models.refresh()
+            return gr.update(choices=_titles(ctx), value=_current_title(ctx))
+
+        refresh.click(rescan, None, checkpoint, show_progress="hidden")
+    return demo

@@ -1,0 +1,55 @@
+"""txt2img as a Gradio API endpoint, which Gradio's MCP server (`--mcp`) offers to agents as a tool.
+
+Call `add_mcp_tools(ctx)` inside the `gr.Blocks` of `build_ui`. The tool goes through the
+same GenerationRequest -> job queue path as the UI and the REST API. Gradio builds the tool's
+schema from the type hints and the "Args:" section of the docstring, so keep both exact.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+from PIL import Image
+
+from webui.generation.request import GenerationRequest, RequestError
+from webui.jobs import JobFailed
+
+
+def make_txt2img_tool(ctx) -> Callable[..., Image.Image]:
+    """The tool function for one AppContext (a closure: no module state)."""
+
+    def txt2img_tool(prompt: str, negative_prompt: str = "", steps: int = 20, seed: int = -1, width: int = 0,
+                     height: int = 0) -> Image.Image:
+        """Generate one image from a text prompt with the loaded Stable Diffusion checkpoint.
+
+        Args:
+            prompt: what the image should show; A1111 prompt syntax such as (word:1.2) works.
+            negative_prompt: what the image should not show.
+            steps: sampling steps, 1 to 150; more is slower and usually finer.
+            seed: the random seed; -1 picks a random one. The same seed and settings give the same image.
+            width: image width in pixels, a multiple of 8; 0 means the checkpoint's native size.
+            height: image height in pixels, a multiple of 8; 0 means the checkpoint's native size.
+        Returns:
+            The generated image (PNG).
+        """
+        model = ctx.models.current()
+        native = model.native_size if model else 512
+        fields = {"prompt": prompt, "negative_prompt": negative_prompt, "steps": steps, "seed": seed,
+                  "width": width or native, "height": height or native}
+        try:
+            request = GenerationRequest.from_dict(fields)[0].validate()
+            result = ctx.submit_txt2img(request, source="mcp").wait()
+        except (RequestError, JobFailed) as exc:
+            raise gr.Error(str(exc)) from None
+        if not result.images:
+            raise gr.Error("the generation was interrupted before an image was finished")
+        image = result.images[0]
+        image.info["parameters"] = result.infotexts[0]
+        return image
+
+    return txt2img_tool
+
+
+def add_mcp_tools(ctx) -> None:
+    """Register the tools on the Blocks being built (call inside `with gr.Blocks()`)."""
+    gr.api(make_txt2img_tool(ctx), api_name="txt2img", concurrency_limit=None)

@@ -1,0 +1,53 @@
+"""The PNG Info tab: read A1111 infotext from a PNG and send it to txt2img."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from webui.images import read_infotext
+from webui.infotext import infotext_to_request_fields, parse_infotext
+
+
+def params_html(params: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in params.items())
+    return f'<table class="pnginfo-table" id="pnginfo_table">{rows}</table>'
+
+
+def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str):
+    """Image in, parameters out; "Send to txt2img" fills every field the infotext names."""
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(label="Source", type="pil", sources=["upload"], elem_id="pnginfo_image", height=360)
+        with gr.Column():
+            raw = gr.Textbox(label="Parameters", lines=6, interactive=False, elem_id="pnginfo_parameters")
+            table = gr.HTML("", elem_id="pnginfo_html")
+            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+
+    def read(img):
+        if img is None:
+            return "", ""
+        text = read_infotext(img)
+        if not text:
+            return "", '<div class="error-box">This image carries no generation parameters.</div>'
+        return text, params_html(parse_infotext(text))
+
+    image.change(read, image, [raw, table], show_progress="hidden")
+
+    targets = txt2img.field_map()
+    order = list(targets)
+
+    def send_to(text):
+        if not text:
+            return [gr.update() for _ in order] + [gr.Tabs()]
+        found = infotext_to_request_fields(parse_infotext(text))
+        updates = []
+        for name in order:
+            if name in found:
+                value = found[name]
+                updates.append(list(value) if name == "styles" else value)
+            else:
+                updates.append(gr.update())
+        return updates + [gr.Tabs(selected=txt2img_tab_id)]
+
+    send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden")

@@ -1,0 +1,56 @@
+"""The Settings tab: every option of webui.settings, grouped by section, applied and persisted."""
+from __future__ import annotations
+
+import html
+from itertools import groupby
+
+import gradio as gr
+
+from webui.settings import SettingsError
+
+HIDDEN = {"sd_model_checkpoint"}  # chosen with the checkpoint dropdown in the header
+
+
+def _component(option, value):
+    elem_id = f"setting_{option.key}"
+    if isinstance(option.default, bool):
+        return gr.Checkbox(label=option.label, value=value, elem_id=elem_id)
+    if isinstance(option.default, (int, float)):
+        if option.minimum is not None and option.maximum is not None:
+            step = 1 if isinstance(option.default, int) else 0.01
+            return gr.Slider(option.minimum, option.maximum, value=value, step=step, label=option.label,
+                             elem_id=elem_id)
+        return gr.Number(label=option.label, value=value, elem_id=elem_id)
+    return gr.Textbox(label=option.label, value=value, elem_id=elem_id)
+
+
+def build_settings(ctx):
+    """Lay out the options; Apply validates all, saves all or none, and says what happened."""
+    settings = ctx.settings
+    shown = [o for o in settings.options.values() if o.key not in HIDDEN]
+    components = []
+    with gr.Row():
+        apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
+        result = gr.HTML("", elem_id="settings_result")
+    for section, group in groupby(sorted(shown, key=lambda o: o.section), key=lambda o: o.section):
+        with gr.Accordion(section, open=True):
+            for option in group:
+                components.append((option, _component(option, settings.get(option.key))))
+
+    def save(*values):
+        changes = {}
+        for (option, _), value in zip(components, values):
+            if isinstance(option.default, int) and not isinstance(option.default, bool) and isinstance(value, float) \
+                    and value.is_integer():
+                value = int(value)
+            if value != settings.get(option.key):
+                changes[option.key] = value
+        try:
+            settings.update(changes)
+        except SettingsError as exc:
+            return f'<div class="error-box">Not saved: {html.escape(str(exc))}</div>'
+        if not changes:
+            return "Nothing changed."
+        return f"Saved {len(changes)} setting(s): {html.escape(', '.join(changes))}."
+
+    apply.click(save, [c for _, c in components], result, show_progress="hidden")
