@@ -1,4 +1,5 @@
 """The whole UI as a user drives it: headless Debian Chromium through Playwright, a real app process."""
+import json
 import re
 from pathlib import Path
 
@@ -79,3 +80,15 @@ def test_generate_then_png_info_round_trip(browser, tmp_path, tiny_sd15):
         names = sorted(p.name for p in (tmp_path / "data" / "outputs" / "txt2img-images").rglob("*.png"))
         assert names == ["00000-4242.png", "00001-4242.png"]
         page.screenshot(path=str(tmp_path / "txt2img.png"), full_page=True)
+
+        # Settings: a bad value is refused in the page, a good one persists to config.json.
+        page.get_by_role("tab", name="Settings").click()
+        set_number(page, "setting_CLIP_stop_at_last_layers", 2)
+        page.locator("#setting_samples_filename_pattern textarea").fill("[seed]-[steps]")
+        page.locator("#settings_submit").click()
+        expect(page.locator("#settings_result")).to_contain_text("Saved 2 setting(s)", timeout=30_000)
+        config = json.loads((tmp_path / "data" / "config.json").read_text())
+        assert config["CLIP_stop_at_last_layers"] == 2 and config["samples_filename_pattern"] == "[seed]-[steps]"
+        page.get_by_role("tab", name="txt2img").click()
+        page.locator("#txt2img_extra").get_by_text("Extra").click()
+        expect(page.locator("#txt2img_clip_skip input[type=number]")).to_have_value("2")

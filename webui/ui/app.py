@@ -52,7 +52,10 @@ def build_ui(ctx) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo(txt2img, tabs, "txt2img")
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                build_settings(ctx)
+                applied = build_settings(ctx)
+        # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).
+        applied.then(lambda: ctx.settings.get("CLIP_stop_at_last_layers"), None, txt2img.clip_skip,
+                     show_progress="hidden")
 
         def select(title):
             if not title or title == _current_title(ctx):

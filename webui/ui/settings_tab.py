@@ -25,7 +25,10 @@ def _component(option, value):
 
 
 def build_settings(ctx):
-    """Lay out the options; Apply validates all, saves all or none, and says what happened."""
+    """Lay out the options; Apply validates all, saves all or none, and says what happened.
+
+    Returns the Apply event so the page can refresh controls that mirror a setting.
+    """
     settings = ctx.settings
     shown = [o for o in settings.options.values() if o.key not in HIDDEN]
     components = []
@@ -53,4 +56,4 @@ def build_settings(ctx):
             return "Nothing changed."
         return f"Saved {len(changes)} setting(s): {html.escape(', '.join(changes))}."
 
-    apply.click(save, [c for _, c in components], result, show_progress="hidden")
+    return apply.click(save, [c for _, c in components], result, show_progress="hidden")
