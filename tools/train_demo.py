@@ -100,6 +100,21 @@ def train_vae(args, vae: AutoencoderKL) -> None:
     TrainLoop(cfg, {"vae": vae}, list(vae.parameters()), step_fn).run(resume=True, desc="vae")
 
 
+@torch.no_grad()
+def vae_report(vae: AutoencoderKL, n: int = 128) -> dict:
+    """Classifier accuracy on AE reconstructions: the ceiling for the whole model."""
+    from PIL import Image
+
+    from webui.training.shapes import classify
+
+    x, _, specs = make_batch(987_654, n)
+    y = vae.decode(vae.encode(torch.from_numpy(x)).latent_dist.mean).sample
+    arr = ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    readings = [classify(Image.fromarray(a)) for a in arr]
+    return {"colour": sum(r.colour == sp.colour for r, sp in zip(readings, specs)) / n,
+            "shape": sum(r.shape == sp.shape for r, sp in zip(readings, specs)) / n}
+
+
 # ------------------------------------------------------------------ stage 2
 
 @torch.no_grad()
@@ -263,6 +278,7 @@ def main(argv=None) -> None:
 
     train_vae(args, vae)
     vae.requires_grad_(False).eval()
+    print(f"[vae] reconstruction read back by the classifier: {vae_report(vae)}", flush=True)
     pool, specs = latent_pool(args, vae)
     scaling_factor = float(1.0 / pool.float().std())
     vae.register_to_config(scaling_factor=scaling_factor)

@@ -153,8 +153,12 @@ def classify(image: Image.Image) -> Reading:
     """Read the shape colour, shape and background of an image by pixel analysis.
 
     Background: the most common palette colour on the border. Shape colour:
-    the most common other palette colour. Shape: the fill ratio of that
-    colour's bounding box (square ~1, circle ~pi/4, triangle ~1/2).
+    the most common other palette colour. Shape, from that colour's bounding
+    box: an upright triangle is narrow at the top and wide at the bottom
+    (taper); a square fills the corners of its box, a circle does not. These
+    two measures held up better than the plain fill ratio on the rounded,
+    slightly blurred shapes an autoencoder gives back (measured on 256
+    reconstructions: triangle taper <= 0.51, circle/square >= 0.82).
     """
     rgb = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
     labels = _nearest(rgb)
@@ -170,14 +174,19 @@ def classify(image: Image.Image) -> Reading:
     # specks of the same colour do not stretch the bounding box.
     rows = np.where(mask.sum(1) >= 2)[0]
     cols = np.where(mask.sum(0) >= 2)[0]
-    if len(rows) == 0 or len(cols) == 0:
+    if len(rows) < 3 or len(cols) < 3:
         return Reading(_NAMES[fg], None, _NAMES[bg], 0.0)
     box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    ratio = float(box.mean())
-    if ratio > 0.88:
-        shape = "square"
-    elif ratio > 0.64:
-        shape = "circle"
-    else:
+    h, w = box.shape
+    widths = box.sum(1)
+    third = max(1, h // 3)
+    taper = widths[:third].mean() / max(1.0, widths[-third:].mean())
+    ch, cw = max(1, round(0.2 * h)), max(1, round(0.2 * w))
+    corners = np.mean([box[:ch, :cw].mean(), box[:ch, -cw:].mean(), box[-ch:, :cw].mean(), box[-ch:, -cw:].mean()])
+    if taper < 0.62:
         shape = "triangle"
-    return Reading(_NAMES[fg], shape, _NAMES[bg], ratio)
+    elif corners >= 0.5:
+        shape = "square"
+    else:
+        shape = "circle"
+    return Reading(_NAMES[fg], shape, _NAMES[bg], float(box.mean()))
