@@ -168,6 +168,19 @@ def test_override_settings_checkpoint_is_used_then_restored(ctx, client):
     assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny-sd15")
 
 
+def test_override_settings_kept_when_restore_afterwards_is_false(ctx, client):
+    overrides = {"sd_model_checkpoint": "tiny-sdxl", "CLIP_stop_at_last_layers": 2}
+    try:
+        _, info = txt2img(client, seed=3, override_settings=overrides, override_settings_restore_afterwards=False)
+        assert info["sd_model_name"] == "tiny-sdxl" and info["clip_skip"] == 2
+        assert ctx.models.current().info.model_name == "tiny-sdxl"
+        assert ctx.settings.get("CLIP_stop_at_last_layers") == 2
+    finally:
+        reset = {"sd_model_checkpoint": "tiny-sd15", "CLIP_stop_at_last_layers": 1}
+        assert client.post("/sdapi/v1/options", json=reset).status_code == 200
+    assert ctx.models.current().info.model_name == "tiny-sd15"
+
+
 def test_infotext_field_fills_only_unset_fields(client):
     infotext = "a green cone\nSteps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 4, Seed: 42, Size: 64x64"
     _, info = txt2img(client, infotext=infotext, steps=2)
@@ -226,7 +239,7 @@ def test_ui_and_api_jobs_interleave_in_fifo_order_and_progress_shows_either(ctx,
 def test_skip_drops_the_current_batch(ctx, client):
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=client.post(
-        "/sdapi/v1/txt2img", json={**SMALL, "steps": 30, "n_iter": 2, "seed": 11})))
+        "/sdapi/v1/txt2img", json={**SMALL, "steps": 10, "n_iter": 2, "seed": 11})))
     thread.start()
     wait_until(lambda: (job := ctx.queue.current()) is not None and job.source == "api"
                and job.progress.snapshot().sampling_step > 0, what="the API job to start")
@@ -417,3 +430,10 @@ def test_mcp_txt2img_tool_uses_the_queue(ctx):
 
     with pytest.raises(gr.Error, match="steps"):
         tool("a cat", steps=0)
+    from webui.ui.mcp_tools import add_mcp_tools
+
+    with gr.Blocks() as demo:
+        add_mcp_tools(ctx)
+    endpoint = demo.get_api_info()["named_endpoints"]["/txt2img"]  # what --mcp offers agents as a tool
+    assert [p["parameter_name"] for p in endpoint["parameters"]] == ["prompt", "negative_prompt", "steps", "seed",
+                                                                      "width", "height"]

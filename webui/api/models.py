@@ -161,7 +161,7 @@ class QueueResponse(BaseModel):
     running: QueueJob | None = None
     pending: int
     completed: list[str] = Field(description="ids of finished jobs, oldest first (the order the worker ran them)")
-    jobs: list[QueueJob] = Field(default_factory=list, description="details of the jobs named in `ids`")
+    jobs: list[QueueJob] = Field(default_factory=list, description="details of the jobs named in the `ids` query parameter")
 
 
 class ErrorDetail(BaseModel):
