@@ -249,3 +249,16 @@ def test_startup_choices(tmp_path, tiny_sd15, tiny_sdxl):
     missing = manager_for(tmp_path, paths=paths)
     message = missing.startup("nowhere/zzz.safetensors")
     assert "--ckpt nowhere/zzz.safetensors: no such file" in message and "Loaded checkpoint mine" in message
+
+
+def test_a_replaced_file_is_reloaded_not_served_from_the_cache(two_models, tiny_sd15):
+    manager = manager_for(two_models)
+    first = manager.select("tiny-sd15.safetensors")
+    assert manager.select("tiny-sd15.safetensors") is first and manager.stats.file_reads == 1
+    path = first.info.filename
+    path.unlink()  # a hard link: unlink first so the shared kit file stays untouched
+    save_file(load_file(str(tiny_sd15.single_file)), str(path), metadata={"retrained": "yes"})
+    manager.refresh()
+    second = manager.select("tiny-sd15.safetensors")
+    assert second is not first and manager.stats.file_reads == 2
+    assert second.info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() != first.info.sha256

@@ -160,9 +160,14 @@ class ModelManager:
             raise RuntimeError("select() called while this thread holds manager.active(): it would wait forever")
         with self._load_lock:
             current = self.current()
-            if current is not None and current.info.filename == info.filename:
-                return current
             model = self._cache.get(info.filename)
+            if model is not None and (model.info.size, model.info.mtime) != (info.size, info.mtime):
+                # The file was replaced since it was loaded: the cached weights are stale.
+                with self._cond:
+                    self._cache.pop(info.filename, None)
+                model = None
+            elif current is not None and current is model:
+                return current
             if model is not None:
                 self.stats.cache_hits += 1
             else:
