@@ -35,6 +35,10 @@ class AppContext:
         """Queue a txt2img request; every entry point goes through here."""
         return self.queue.submit(request, kind="txt2img", source=source)
 
+    def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
+        """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
+        return self.queue.submit(name, kind="checkpoint", source=source)
+
 
 def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, progress):
     """generate(), but an A1111 override_settings checkpoint is used for this job only (as A1111 does)."""

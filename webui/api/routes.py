@@ -156,7 +156,7 @@ def build_router(ctx) -> APIRouter:
 
     async def swap_checkpoint(name: str) -> None:
         # Queued, so the swap lands between the jobs submitted before and after it.
-        job = ctx.queue.submit(name, kind="checkpoint", source="api")
+        job = ctx.submit_checkpoint(name, source="api")
         try:
             await wait_for(job)
         except JobFailed as exc:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from webui.models.manager import ModelLoadError
+from webui.jobs import JobFailed
+from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.settings_tab import build_settings
 from webui.ui.txt2img import build_txt2img
@@ -46,6 +47,7 @@ def build_ui(ctx) -> gr.Blocks:
                                      value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
             status = gr.Markdown(html.escape(ctx.status), elem_id="model_status")
+        add_mcp_tools(ctx)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img(ctx)
@@ -55,25 +57,25 @@ def build_ui(ctx) -> gr.Blocks:
                 applied = build_settings(ctx)
         # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).
         applied.then(lambda: ctx.settings.get("CLIP_stop_at_last_layers"), None, txt2img.clip_skip,
-                     show_progress="hidden")
+                     show_progress="hidden", api_visibility="private")
 
         def select(title):
             if not title or title == _current_title(ctx):
                 return gr.update(), gr.update(), gr.update(), gr.update()
             try:
-                model = ctx.models.select(title)
-            except ModelLoadError as exc:
+                model = ctx.submit_checkpoint(title, source="ui").wait()
+            except JobFailed as exc:
                 return (gr.update(value=_current_title(ctx)), f"**Could not load {html.escape(title)}:** "
                         f"{html.escape(str(exc))}", gr.update(), gr.update())
             size = model.native_size
             return gr.update(), html.escape(model_line(ctx, model)), size, size
 
         checkpoint.change(select, checkpoint, [checkpoint, status, txt2img.width, txt2img.height],
-                          show_progress="full")
+                          show_progress="full", api_visibility="private")
 
         def rescan():
             ctx.models.refresh()
             return gr.update(choices=_titles(ctx), value=_current_title(ctx))
 
-        refresh.click(rescan, None, checkpoint, show_progress="hidden")
+        refresh.click(rescan, None, checkpoint, show_progress="hidden", api_visibility="private")
     return demo

@@ -32,7 +32,7 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str):
             return "", '<div class="error-box">This image carries no generation parameters.</div>'
         return text, params_html(parse_infotext(text))
 
-    image.change(read, image, [raw, table], show_progress="hidden")
+    image.change(read, image, [raw, table], show_progress="hidden", api_visibility="private")
 
     targets = txt2img.field_map()
     order = list(targets)
@@ -50,4 +50,4 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str):
                 updates.append(gr.update())
         return updates + [gr.Tabs(selected=txt2img_tab_id)]
 
-    send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden")
+    send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden", api_visibility="private")

@@ -56,4 +56,4 @@ def build_settings(ctx):
             return "Nothing changed."
         return f"Saved {len(changes)} setting(s): {html.escape(', '.join(changes))}."
 
-    return apply.click(save, [c for _, c in components], result, show_progress="hidden")
+    return apply.click(save, [c for _, c in components], result, show_progress="hidden", api_visibility="private")

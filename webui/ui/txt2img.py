@@ -147,17 +147,17 @@ def build_txt2img(ctx) -> Txt2ImgTab:
 
     generate.click(run, inputs=request_inputs,
                    outputs=[progress, preview, gallery, infotext, error, last_infotexts, last_seeds],
-                   concurrency_limit=None, show_progress="hidden")
-    interrupt.click(lambda: ctx.queue.interrupt() and None, None, None, show_progress="hidden")
-    skip.click(lambda: ctx.queue.skip() and None, None, None, show_progress="hidden")
-    swap.click(lambda w, h: (h, w), [width, height], [width, height], show_progress="hidden")
-    random_seed.click(lambda: -1, None, seed, show_progress="hidden")
+                   concurrency_limit=None, show_progress="hidden", api_visibility="private")
+    interrupt.click(lambda: ctx.queue.interrupt() and None, None, None, show_progress="hidden", api_visibility="private")
+    skip.click(lambda: ctx.queue.skip() and None, None, None, show_progress="hidden", api_visibility="private")
+    swap.click(lambda w, h: (h, w), [width, height], [width, height], show_progress="hidden", api_visibility="private")
+    random_seed.click(lambda: -1, None, seed, show_progress="hidden", api_visibility="private")
 
     def pick(evt: gr.SelectData, infotexts):
         return infotexts[evt.index] if infotexts and evt.index < len(infotexts) else gr.update()
 
-    gallery.select(pick, [last_infotexts], infotext, show_progress="hidden")
-    reuse_seed.click(lambda seeds_: seeds_[0] if seeds_ else -1, [last_seeds], seed, show_progress="hidden")
+    gallery.select(pick, [last_infotexts], infotext, show_progress="hidden", api_visibility="private")
+    reuse_seed.click(lambda seeds_: seeds_[0] if seeds_ else -1, [last_seeds], seed, show_progress="hidden", api_visibility="private")
 
     def counter(text):
         model = ctx.models.current()
@@ -166,8 +166,8 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         used, limit = count_tokens(model.pipe.tokenizer, text or "")
         return f"{used}/{limit}"
 
-    prompt.change(counter, prompt, prompt_tokens, show_progress="hidden")
-    negative_prompt.change(counter, negative_prompt, negative_tokens, show_progress="hidden")
+    prompt.change(counter, prompt, prompt_tokens, show_progress="hidden", api_visibility="private")
+    negative_prompt.change(counter, negative_prompt, negative_tokens, show_progress="hidden", api_visibility="private")
     return tab
 
 
