@@ -239,7 +239,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vae-steps", type=int, default=500)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--pool", type=int, default=16384, help="number of pre-encoded training images")
-    p.add_argument("--steps", type=int, default=4000, help="UNet + text encoder steps")
+    p.add_argument("--steps", type=int, default=7000, help="UNet + text encoder steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--caption-dropout", type=float, default=0.1)

@@ -164,6 +164,15 @@ class TrainLoop:
 
     # -- the loop --------------------------------------------------------
 
+    def _truncate_log(self) -> None:
+        # Steps logged after the last checkpoint are about to be run again;
+        # drop them so the log reads as one uninterrupted run.
+        if not self.log_path.exists():
+            return
+        lines = self.log_path.read_text().splitlines()
+        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= self.step]
+        self.log_path.write_text("\n".join(kept) + "\n")
+
     def _log(self, row: str) -> None:
         new = not self.log_path.exists()
         with open(self.log_path, "a") as f:
@@ -176,6 +185,7 @@ class TrainLoop:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume and self.try_resume():
             print(f"[{desc}] resumed at step {self.step}", flush=True)
+            self._truncate_log()
         elif self.log_path.exists():
             self.log_path.unlink()  # a fresh run must not append to an old log
         for m in self.modules.values():
