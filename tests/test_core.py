@@ -30,11 +30,12 @@ def sd15(app_context, tiny_sd15):
     return app_context
 
 
-def test_same_request_twice_same_pixels(sd15):
-    a = sd15.queue.run(req())
-    b = sd15.queue.run(req())
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE"])
+def test_same_request_twice_same_pixels(sd15, sampler):
+    a = sd15.queue.run(req(sampler_name=sampler))
+    b = sd15.queue.run(req(sampler_name=sampler))
     assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
-    c = sd15.queue.run(req(seed=1235))
+    c = sd15.queue.run(req(sampler_name=sampler, seed=1235))
     assert not np.array_equal(pixels(a.images[0]), pixels(c.images[0]))
 
 

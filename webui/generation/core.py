@@ -122,6 +122,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                     p._interrupt = True  # diffusers skips the remaining steps, then returns
                 return kwargs
 
+            samplers.seed_scheduler(pipe.scheduler, batch_seeds[0])
             t1 = time.perf_counter()
             # The one pipeline call site of the project.
             latents = pipe(**cond.as_pipeline_kwargs(), num_images_per_prompt=req.batch_size,

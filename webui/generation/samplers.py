@@ -100,6 +100,10 @@ class SamplerSpec:
     available: bool = True
     reason: str = ""
     stochastic: bool = False
+    # diffusers' DPM++ SDE draws its noise from one Brownian tree for the whole batch, seeded by
+    # ``noise_sampler_seed`` rather than per-image generators: deterministic per seed, but an image
+    # depends on its batch (A1111 seeds one tree per image; diffusers cannot).
+    batch_independent: bool = True
 
 
 def _spec(name, aliases, cls, kwargs=None, **rest) -> SamplerSpec:
@@ -114,7 +118,7 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
           {"algorithm_type": "dpmsolver++", "solver_order": 2}, default_schedule=KARRAS),
     _spec("DPM++ SDE", ["k_dpmpp_sde"], "DPMSolverSDEScheduler", default_schedule=KARRAS,
           available=is_torchsde_available(), reason="" if is_torchsde_available() else _NO_TORCHSDE,
-          stochastic=True),
+          stochastic=True, batch_independent=False),
     _spec("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], "DPMSolverMultistepScheduler",
           {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
           default_schedule=EXPONENTIAL, stochastic=True),
@@ -268,3 +272,14 @@ def build_scheduler(base_config: Mapping[str, Any], sampler: str, schedule: str 
         if key in accepted:
             config[key] = value
     return cls.from_config(config)
+
+
+def seed_scheduler(scheduler, seed: int) -> None:
+    """Seed a scheduler whose noise does not come from the pipeline's generators (DPM++ SDE).
+
+    Call before each pipeline run: without it diffusers seeds the Brownian tree at random and
+    the same request would give different images.
+    """
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = int(seed)
+        scheduler.noise_sampler = None

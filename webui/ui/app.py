@@ -33,7 +33,7 @@ def _current_title(ctx) -> str | None:
 
 def model_line(ctx, model) -> str:
     """One line about the loaded model; for the bundled demo, what it is and where real ones go."""
-    if model.info.filename.parent == ctx.paths.bundled_ckpt_dir and model.info.model_name.startswith("demo-shapes"):
+    if model.info.bundled and model.info.model_name.startswith("demo-shapes"):
         return (f"Demo model: draws coloured shapes at {model.native_size}x{model.native_size}, trained by this "
                 f"project. Put real checkpoints in {ctx.paths.ckpt_dir} and press 🔄.")
     return f"Loaded {model.info.title} ({model.arch})."
@@ -46,7 +46,9 @@ def build_ui(ctx) -> gr.Blocks:
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_titles(ctx),
                                      value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
-            status = gr.Markdown(html.escape(ctx.status), elem_id="model_status")
+            current = ctx.models.current()
+            status = gr.Markdown(html.escape(model_line(ctx, current) if current else ctx.status),
+                                 elem_id="model_status")
         add_mcp_tools(ctx)
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
