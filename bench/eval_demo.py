@@ -116,12 +116,23 @@ def evaluate(generate: Generate, cases: list[Case]) -> tuple[dict, list[Image.Im
 
 
 def negative_check(generate: Generate, seeds=range(10)) -> dict:
-    """'a circle on a blue background': red shapes without and with the negative prompt 'red'."""
-    prompt = "a circle on a blue background"
-    without = [classify(generate(prompt, "", s)).colour for s in seeds]
-    with_neg = [classify(generate(prompt, "red", s)).colour for s in seeds]
-    return {"prompt": prompt, "negative": "red", "red_without_negative": without.count("red"),
-            "red_with_negative": with_neg.count("red"), "colours_with_negative": with_neg}
+    """Red shapes (and red backgrounds) over ``seeds``, without and with the negative prompt 'red'.
+
+    The issue's check is 'a circle on a blue background'; 'a circle' is added
+    because without a negative it does draw red, so the effect is visible.
+    """
+    result = {}
+    for prompt in ("a circle on a blue background", "a circle"):
+        plain = [classify(generate(prompt, "", s)) for s in seeds]
+        negated = [classify(generate(prompt, "red", s)) for s in seeds]
+        result[prompt] = {
+            "red_shapes_without_negative": sum(r.colour == "red" for r in plain),
+            "red_shapes_with_negative_red": sum(r.colour == "red" for r in negated),
+            "red_backgrounds_without_negative": sum(r.background == "red" for r in plain),
+            "red_backgrounds_with_negative_red": sum(r.background == "red" for r in negated),
+            "shape_colours_with_negative_red": [r.colour for r in negated],
+        }
+    return result
 
 
 def contact_sheet(images: list[Image.Image], ok: list[bool], columns: int = 12) -> Image.Image:
