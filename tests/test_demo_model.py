@@ -155,6 +155,7 @@ def test_shipped_file_is_an_fp16_a1111_checkpoint_with_a_weightless_sidecar():
     assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
     scheduler = json.loads((SIDECAR / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["_class_name"] == "EulerAncestralDiscreteScheduler"
+    assert scheduler["clip_sample"] is False  # DDIM built from this config must not clip latents
     assert (SIDECAR / "tokenizer" / "vocab.json").exists()
     weights = [p for p in SIDECAR.rglob("*") if p.suffix in {".safetensors", ".bin", ".ckpt", ".pt"}]
     assert weights == []

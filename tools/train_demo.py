@@ -208,6 +208,13 @@ def write_sidecar_config(pipeline_dir: Path, config_dir: Path) -> None:
                       ("scheduler", "scheduler_config.json")]:
         (config_dir / sub).mkdir()
         shutil.copy(pipeline_dir / sub / name, config_dir / sub / name)
+    # Euler a has no clip_sample/set_alpha_to_one, but a sampler switch builds DDIM/PNDM from
+    # this config, whose defaults (clip_sample=True) would wreck SD latents; SD 1.5's own file
+    # carries these keys for the same reason.
+    sched_path = config_dir / "scheduler" / "scheduler_config.json"
+    sched = json.loads(sched_path.read_text())
+    sched.update(clip_sample=False, set_alpha_to_one=False, skip_prk_steps=True)
+    sched_path.write_text(json.dumps(sched, indent=2, sort_keys=True) + "\n")
     shutil.copytree(TOKENIZER_DIR, config_dir / "tokenizer")
 
 
