@@ -165,7 +165,6 @@ def test_shipped_file_is_an_fp16_a1111_checkpoint_with_a_weightless_sidecar():
 def demo_generate():
     from bench.eval_demo import load_pipeline, pipeline_generate
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     return pipeline_generate(load_pipeline(str(SHIPPED)))
 
 
