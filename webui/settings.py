@@ -63,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("CLIP_stop_at_last_layers", 1, "Clip skip", "Stable Diffusion", 1, 12),
     Option("comma_padding_backtrack", 20, "Prompt chunk: break at a comma this many tokens from the end",
            "Stable Diffusion", 0, 74),
-    Option("show_progress_every_n_steps", 5, "Live preview every N steps (0: off)", "Live previews", 0, 150),
+    Option("show_progress_every_n_steps", 10, "Live preview every N steps (0: off)", "Live previews", 0, 150),
     Option("live_previews_enable", True, "Show live previews", "Live previews"),
     Option("samples_save", True, "Save every generated image", "Saving images"),
     Option("grid_save", True, "Save a grid of each batch", "Saving images"),

@@ -2,8 +2,8 @@
 
 The 4x3 factors are the widely published least-squares fits of each VAE family's latent
 space to RGB (A1111's "Approx cheap", ComfyUI's latent previews). A model with its own
-sidecar architecture (such as the bundled demo model) has no published fit; it is small,
-so its preview decodes the latents with its own VAE instead.
+sidecar architecture (such as the bundled demo model) has no published fit; a small VAE
+is decoded for real instead.
 """
 from __future__ import annotations
 
@@ -30,17 +30,20 @@ def linear_preview(latents: torch.Tensor, factors) -> Image.Image:
 
 
 def make_previewer(model: Any) -> Callable[[torch.Tensor], Image.Image] | None:
-    """A latents -> image function for this loaded model, or None if previews would be costly."""
-    factors = FACTORS.get(model.arch)
-    if factors is not None and model.pipe.vae.config.latent_channels == len(factors):
-        return lambda latents: linear_preview(latents, factors)
+    """A latents -> image function for this loaded model, or None if previews would be costly.
+
+    A small VAE is decoded for real: exact, and cheaper than a UI refresh. The demo model is
+    SD 1.x-shaped but has its own latent space, so the published SD 1.x factors do not fit it.
+    """
     vae = model.pipe.vae
-    if sum(p.numel() for p in vae.parameters()) > SMALL_VAE_PARAMS:
-        return None
+    if sum(p.numel() for p in vae.parameters()) <= SMALL_VAE_PARAMS:
+        def decode_preview(latents: torch.Tensor) -> Image.Image:
+            with torch.no_grad():
+                image = vae.decode((latents[:1] / vae.config.scaling_factor).to(vae.dtype)).sample
+            return model.pipe.image_processor.postprocess(image.float(), output_type="pil")[0]
 
-    def decode_preview(latents: torch.Tensor) -> Image.Image:
-        with torch.no_grad():
-            image = vae.decode((latents[:1] / vae.config.scaling_factor).to(vae.dtype)).sample
-        return model.pipe.image_processor.postprocess(image.float(), output_type="pil")[0]
-
-    return decode_preview
+        return decode_preview
+    factors = FACTORS.get(model.arch)
+    if factors is not None and vae.config.latent_channels == len(factors):
+        return lambda latents: linear_preview(latents, factors)
+    return None
