@@ -75,6 +75,34 @@ def pipeline_generate(pipe, steps: int = 20, cfg: float = 7.0, size: int = 64) -
     return generate
 
 
+def core_generate(model: str, sampler: str = "DPM++ 2M", steps: int = 20, cfg: float = 7.0,
+                  size: int = 64) -> Generate:
+    """The project's real path: GenerationRequest -> job queue -> core.generate (the UI's defaults)."""
+    import tempfile
+
+    from webui.cli import parse_args
+    from webui.context import build_context
+    from webui.devices import choose_policy, detect
+    from webui.generation.request import GenerationRequest
+    from webui.paths import Paths
+    from webui.settings import Settings
+
+    path = Path(model).resolve()
+    args = parse_args(["--data-dir", tempfile.mkdtemp(prefix="eval-demo-"), "--ckpt-dir", str(path.parent),
+                       "--ckpt", str(path)])
+    paths = Paths.from_args(args)
+    settings = Settings.load(paths.config_file)
+    settings.update({"live_previews_enable": False}, save=False)
+    ctx = build_context(args, paths, choose_policy(detect()), settings)
+
+    def generate(prompt: str, negative: str, seed: int) -> Image.Image:
+        request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, cfg_scale=cfg,
+                                    width=size, height=size, sampler_name=sampler, save_images=False)
+        return ctx.queue.run(request).images[0]
+
+    return generate
+
+
 def load_pipeline(model: str | None = None, pipeline_dir: str | None = None):
     """The shipped single file (with its sidecar config), or a diffusers folder."""
     import torch
@@ -154,7 +182,9 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(ROOT / "models/Stable-diffusion/demo-shapes.safetensors"))
-    p.add_argument("--pipeline", default=None, help="evaluate a diffusers folder instead (e.g. a mid-run checkpoint)")
+    p.add_argument("--pipeline", default=None, help="evaluate a diffusers folder with a plain pipeline call "
+                   "(Euler a) instead of the generation core (e.g. a mid-run checkpoint)")
+    p.add_argument("--sampler", default="DPM++ 2M", help="A1111 sampler for the core path (the UI default)")
     p.add_argument("--out", default=str(ROOT / "bench/results/demo-eval"))
     p.add_argument("--backgrounds", type=int, default=3, help="backgrounds per colour x shape pair")
     p.add_argument("--seeds", type=int, default=2)
@@ -164,7 +194,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     t0 = time.time()
-    generate = pipeline_generate(load_pipeline(args.model, args.pipeline))
+    if args.pipeline:
+        generate = pipeline_generate(load_pipeline(None, args.pipeline))
+    else:
+        generate = core_generate(args.model, sampler=args.sampler)
+    print(f"evaluating {'pipeline ' + args.pipeline if args.pipeline else args.model + ' through core.generate, ' + args.sampler}")
     cases = prompt_set(args.backgrounds, tuple(range(1, args.seeds + 1)))
     summary, images, ok = evaluate(generate, cases)
     if not args.no_negative:

@@ -163,12 +163,13 @@ def test_shipped_file_is_an_fp16_a1111_checkpoint_with_a_weightless_sidecar():
 
 @pytest.fixture(scope="module")
 def demo_generate():
-    from bench.eval_demo import load_pipeline, pipeline_generate
+    """The shipped file through the project's own loading and sampling: manager, queue, core.generate."""
+    from bench.eval_demo import core_generate
 
-    return pipeline_generate(load_pipeline(str(SHIPPED)))
+    return core_generate(str(SHIPPED), sampler="DPM++ 2M")
 
 
-# A handful of prompts across colours, shapes and backgrounds (Euler a, 20 steps, CFG 7).
+# A handful of prompts across colours, shapes and backgrounds (DPM++ 2M, the UI default; 20 steps, CFG 7).
 DRAW_CASES = [
     ("red", "circle", "blue", 1),
     ("green", "square", "white", 1),
