@@ -80,20 +80,12 @@ def core_generate(model: str, sampler: str = "DPM++ 2M", steps: int = 20, cfg: f
     """The project's real path: GenerationRequest -> job queue -> core.generate (the UI's defaults)."""
     import tempfile
 
-    from webui.cli import parse_args
-    from webui.context import build_context
-    from webui.devices import choose_policy, detect
+    from webui.context import context_from_flags
     from webui.generation.request import GenerationRequest
-    from webui.paths import Paths
-    from webui.settings import Settings
 
     path = Path(model).resolve()
-    args = parse_args(["--data-dir", tempfile.mkdtemp(prefix="eval-demo-"), "--ckpt-dir", str(path.parent),
-                       "--ckpt", str(path)])
-    paths = Paths.from_args(args)
-    settings = Settings.load(paths.config_file)
-    settings.update({"live_previews_enable": False}, save=False)
-    ctx = build_context(args, paths, choose_policy(detect()), settings)
+    ctx = context_from_flags(["--data-dir", tempfile.mkdtemp(prefix="eval-demo-"), "--ckpt-dir", str(path.parent),
+                              "--ckpt", str(path)], {"live_previews_enable": False})
 
     def generate(prompt: str, negative: str, seed: int) -> Image.Image:
         request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, cfg_scale=cfg,

@@ -23,13 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from webui.cli import parse_args  # noqa: E402
-from webui.context import build_context  # noqa: E402
-from webui.devices import choose_policy, detect  # noqa: E402
+from webui.context import context_from_flags  # noqa: E402
 from webui.generation import samplers  # noqa: E402
 from webui.generation.request import GenerationRequest  # noqa: E402
-from webui.paths import Paths  # noqa: E402
-from webui.settings import Settings  # noqa: E402
 
 
 def default_checkpoint() -> Path:
@@ -53,11 +49,8 @@ def main() -> None:
 
     ckpt = opts.ckpt or default_checkpoint()
     data = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    args = parse_args(["--data-dir", str(data), "--ckpt-dir", str(ckpt.parent), "--ckpt", str(ckpt)])
-    paths = Paths.from_args(args)
-    settings = Settings.load(paths.config_file)
-    settings.update({"live_previews_enable": opts.previews}, save=False)
-    ctx = build_context(args, paths, choose_policy(detect()), settings)
+    ctx = context_from_flags(["--data-dir", str(data), "--ckpt-dir", str(ckpt.parent), "--ckpt", str(ckpt)],
+                             {"live_previews_enable": opts.previews})
     model = ctx.models.current()
     pipe, size = model.pipe, opts.size or model.native_size
     prompt, negative, seed = "a red circle on a blue background", "green", 1234

@@ -43,17 +43,10 @@ def tiny_sdxl(kit_dir) -> TinyModel:
 @pytest.fixture(scope="session")
 def app_context(tiny_sd15, tiny_sdxl, tmp_path_factory):
     """A real AppContext (model manager, queue, core) over the tiny checkpoints, with its own data dir."""
-    from webui.cli import parse_args
-    from webui.context import build_context
-    from webui.devices import choose_policy, detect
-    from webui.paths import Paths
-    from webui.settings import Settings
+    from webui.context import context_from_flags
 
     data = tmp_path_factory.mktemp("data")
-    args = parse_args(["--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
-                       "--ckpt", str(tiny_sd15.single_file)])
-    paths = Paths.from_args(args)
-    paths.ensure()
-    ctx = build_context(args, paths, choose_policy(detect()), Settings.load(paths.config_file))
+    ctx = context_from_flags(["--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
+                              "--ckpt", str(tiny_sd15.single_file)])
     yield ctx
     ctx.queue.stop()

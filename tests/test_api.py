@@ -20,13 +20,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from webui import cli, devices
 from webui.api.routes import mount_api
-from webui.context import build_context
+from webui.context import context_from_flags
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import Style
-from webui.paths import Paths
-from webui.settings import Settings
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 A1111_INFO_KEYS = {
@@ -39,11 +36,7 @@ A1111_INFO_KEYS = {
 
 
 def make_context(ckpt_dir, data_dir, *flags):
-    args = cli.parse_args(["--api", "--ckpt-dir", str(ckpt_dir), "--data-dir", str(data_dir), *flags])
-    paths = Paths.from_args(args)
-    paths.ensure()
-    policy = devices.choose_policy(devices.detect(args.device_id), devices.PolicyFlags.from_args(args))
-    return build_context(args, paths, policy, Settings.load(paths.config_file))
+    return context_from_flags(["--api", "--ckpt-dir", str(ckpt_dir), "--data-dir", str(data_dir), *flags])
 
 
 def client_for(ctx) -> TestClient:

@@ -56,6 +56,23 @@ def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, prog
             core.models.select(previous.info.filename)
 
 
+def context_from_flags(argv: list[str], settings_overrides: dict | None = None) -> AppContext:
+    """An AppContext from command-line flags, as app.py builds one (tests and bench/ use this).
+
+    ``settings_overrides`` apply to this instance only; config.json is not written.
+    """
+    from webui import cli, devices
+
+    args = cli.parse_args(argv)
+    paths = Paths.from_args(args)
+    paths.ensure()
+    policy = devices.choose_policy(devices.detect(args.device_id), devices.PolicyFlags.from_args(args))
+    settings = Settings.load(paths.config_file)
+    if settings_overrides:
+        settings.update(settings_overrides, save=False)
+    return build_context(args, paths, policy, settings)
+
+
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
