@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.img2img import add_img2img_route
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
 from webui.infotext import parse_infotext
@@ -179,6 +180,8 @@ def build_router(ctx) -> APIRouter:
             ctx.settings.update(plan.persist_settings)  # override_settings_restore_afterwards: false
         # PNG encoding of big images takes a while: off the event loop.
         return await run_in_threadpool(response_dict, plan, result, job, ctx)
+
+    add_img2img_route(router, ctx, decode_image=decode_image, wait_for=wait_for, swap_checkpoint=swap_checkpoint)
 
     @router.get("/progress", response_model=m.ProgressResponse)
     def progress(skip_current_image: bool = Query(False)):

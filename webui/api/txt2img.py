@@ -38,6 +38,7 @@ IGNORED_FIELDS = (
     "refiner_switch_at",  # no refiner (a refiner_checkpoint is refused)
     "script_args",  # no script (a script_name is refused)
     "comments", "force_task_id", "disable_extra_networks",
+    "image_cfg_scale",  # img2img: only instruct-pix2pix models use it (A1111 ignores it for the rest too)
 )
 
 # A1111 settings that may arrive in override_settings, are not our settings, and change
@@ -70,7 +71,7 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
     def refuse(name: str, message: str) -> None:
         errors.append(FieldError(name, message))
 
-    if body.enable_hr:
+    if getattr(body, "enable_hr", False):
         refuse("enable_hr", "hires fix is not implemented yet; send enable_hr: false")
     if body.restore_faces:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
@@ -86,7 +87,7 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
         refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, body.alwayson_scripts))}")
     if body.refiner_checkpoint and body.refiner_checkpoint.strip().lower() not in ("", "none"):
         refuse("refiner_checkpoint", "the refiner is not implemented; leave refiner_checkpoint empty")
-    if body.firstpass_image:
+    if getattr(body, "firstpass_image", None):
         refuse("firstpass_image", "a first-pass image needs hires fix, which is not implemented")
     # k-diffusion's noise knobs: their defaults are what our samplers do; other values are not.
     for name, defaults in (("s_min_uncond", (0,)), ("s_churn", (0,)), ("s_tmin", (0,)),
@@ -157,9 +158,21 @@ def _overrides(body: Txt2ImgRequest, ctx, errors: list[FieldError], ignored: lis
 
 def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
     """Validate an A1111 txt2img body into a Plan, or raise ApiError(422) naming every bad field."""
-    errors = _refusals(body)
-    ignored = [name for name in IGNORED_FIELDS
-               if getattr(body, name) != Txt2ImgRequest.model_fields[name].get_default(call_default_factory=True)]
+    return plan_request(body, ctx)
+
+
+def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[FieldError] | None = None,
+                 used: tuple[str, ...] = (), what: str = "txt2img") -> Plan:
+    """Validate a txt2img or img2img body into a Plan, or raise ApiError(422) naming every bad field.
+
+    ``extra``: request fields the caller already decoded (img2img's images and mask fields);
+    ``errors``: the caller's own field errors, reported with the rest; ``used``: IGNORED_FIELDS
+    names that the caller's mode does use (img2img's denoising_strength).
+    """
+    errors = list(errors or []) + _refusals(body)
+    fields = type(body).model_fields
+    ignored = [name for name in IGNORED_FIELDS if name in fields and name not in used
+               and getattr(body, name) != fields[name].get_default(call_default_factory=True)]
     ignored += [f"{key} (unknown field)" for key in (body.model_extra or {})]
     overrides, checkpoint = _overrides(body, ctx, errors, ignored)
 
@@ -172,6 +185,7 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         "cfg_scale": body.cfg_scale, "width": body.width, "height": body.height,
         "save_images": body.save_images,
     }
+    data.update(extra or {})
     data.update(_from_infotext(body))
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
     if checkpoint is not None:
@@ -198,7 +212,7 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         detail = RequestError(errors).as_dicts()
         raise ApiError(422, "; ".join(f"{d['field']}: {d['message']}" for d in detail), detail)
     if ignored:
-        log.warning("txt2img: ignoring fields not implemented here (no effect on the image): %s",
+        log.warning("%s: ignoring fields not implemented here (no effect on the image): %s", what,
                     ", ".join(ignored))
     plan.request = request
     return plan
@@ -247,14 +261,14 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "sd_vae_hash": first.get("VAE hash"),
         "seed_resize_from_w": body.seed_resize_from_w if body.seed_resize_from_w is not None else -1,
         "seed_resize_from_h": body.seed_resize_from_h if body.seed_resize_from_h is not None else -1,
-        "denoising_strength": body.denoising_strength,
+        "denoising_strength": req.denoising_strength if req.mode != "txt2img" else body.denoising_strength,
         "extra_generation_params": {k: v for k, v in first.items() if k not in _STANDARD_INFOTEXT_KEYS},
         "index_of_first_image": 0,  # no grid in API results: A1111 adds one only when saving grids
         "infotexts": result.infotexts,
         "styles": req.styles,
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
         "clip_skip": clip_skip,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": "Conditional mask weight" in first,
         "version": ctx.core.version,
         # Ours, not A1111's: which queue job made these images, and whether it was interrupted.
         "job_id": job.id,
@@ -263,10 +277,13 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
     }
 
 
-def response_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
-    """The A1111 txt2img response body: images, echoed parameters, info as a JSON string."""
+def response_dict(plan: Plan, result: GenerationResult, job, ctx, parameters: dict | None = None) -> dict[str, Any]:
+    """The A1111 txt2img/img2img response body: images, echoed parameters, info as a JSON string."""
     write_info = bool(_setting(result.request, ctx, "enable_pnginfo"))
     images = [encode_png(image, text if write_info else None)
               for image, text in zip(result.images, result.infotexts)] if plan.body.send_images else []
-    return {"images": images, "parameters": plan.body.model_dump(mode="json"),
-            "info": json.dumps(info_dict(plan, result, job, ctx), ensure_ascii=False)}
+    info = info_dict(plan, result, job, ctx)
+    if result.comments:
+        info["comments"] = "\n".join(result.comments)  # A1111 puts notes such as "mask is blank" here
+    return {"images": images, "parameters": plan.body.model_dump(mode="json") if parameters is None else parameters,
+            "info": json.dumps(info, ensure_ascii=False)}
