@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from webui.devices import DevicePolicy
 from webui.generation.core import CoreContext, generate
+from webui.generation.outpaint import OutpaintJob, run_outpaint
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
@@ -35,9 +36,9 @@ class AppContext:
         """Queue a generation request (any mode); every entry point goes through here."""
         return self.submit_generation(request, source)
 
-    def submit_generation(self, request: GenerationRequest, source: str = "ui") -> Job:
-        """Queue a txt2img / img2img / inpaint request; the job kind is "txt2img" or "img2img" (A1111's names)."""
-        kind = "txt2img" if request.mode == "txt2img" else "img2img"
+    def submit_generation(self, request: GenerationRequest | OutpaintJob, source: str = "ui") -> Job:
+        """Queue a txt2img / img2img / inpaint request (or an outpainting job); kind "txt2img" or "img2img"."""
+        kind = "img2img" if isinstance(request, OutpaintJob) or request.mode != "txt2img" else "txt2img"
         return self.queue.submit(request, kind=kind, source=source)
 
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
@@ -86,6 +87,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
                        styles=styles, version=VERSION)
 
     def run(job: Job):
+        if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job
+            return run_outpaint(job.payload, core, job.progress)
         if job.kind in ("txt2img", "img2img"):
             return generate_with_checkpoint(job.payload, core, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order

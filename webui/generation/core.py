@@ -84,6 +84,8 @@ def _output_folder(ctx: CoreContext, request: GenerationRequest, grids: bool) ->
     key, default = OUTPUT_FOLDERS["txt2img" if request.mode == "txt2img" else "img2img"][1 if grids else 0]
     base = Path(setting(request, ctx.settings, key, default))
     folder = base if base.is_absolute() else ctx.data_dir / base
+    if not setting(request, ctx.settings, "save_to_dirs", True):
+        return folder  # A1111's img2img batch with an output folder saves straight into it
     return folder / datetime.now().strftime("%Y-%m-%d")
 
 
@@ -244,7 +246,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         timings.update(sampling=sampling, decode=decoding)
         interrupted = progress.interrupted
         t3 = time.perf_counter()
-        paths = _save(ctx, req, images, infotexts, all_seeds, info.model_name, prompt, interrupted)
+        paths = save_images(ctx, req, images, infotexts, all_seeds, info.model_name, prompt, interrupted)
         timings["save"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - started
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
@@ -253,8 +255,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                             interrupted=interrupted, paths=paths, comments=list(p.comments))
 
 
-def _save(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,
-          interrupted: bool) -> list[Path]:
+def save_images(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,
+                interrupted: bool) -> list[Path]:
     """Save samples (and a grid for batches) when the settings and the request ask for it."""
     if not images or interrupted or not req.save_images or not setting(req, ctx.settings, "samples_save"):
         return []  # A1111 does not save incomplete images by default
