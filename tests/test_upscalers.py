@@ -1,53 +1,20 @@
 """Upscalers: spandrel detection of tiny random models of its own architectures, sizes, tiling, bad files."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from webui.models.upscalers import (LATENT_MODES, UpscalerError, UpscalerManager, import_spandrel, pil_to_tensor,
-                                    run_tiled, tile_starts, upscale_latents)
-
-
-def _tiny_esrgan(scale: int = 4):
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    torch.manual_seed(0)
-    return ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale).eval()
-
-
-def _tiny_compact(scale: int = 2):
-    from spandrel.architectures.Compact import Compact
-
-    torch.manual_seed(1)
-    return Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale).eval()
+from tests.upscaler_kit import tiny_compact, tiny_esrgan, write_upscalers
+from webui.models.upscalers import (LATENT_MODES, UpscalerError, UpscalerManager, pil_to_tensor, run_tiled,
+                                    tile_starts, upscale_latents)
 
 
 @pytest.fixture(scope="module")
 def upscaler_dir(tmp_path_factory):
     """models/ with a tiny ESRGAN (.pth, 4x), a tiny Real-ESRGAN compact (.safetensors, 2x) and bad files."""
-    from safetensors.torch import save_file
-
-    import_spandrel()
-    root = tmp_path_factory.mktemp("models")
-    (root / "ESRGAN").mkdir()
-    (root / "RealESRGAN").mkdir()
-    torch.save(_tiny_esrgan().state_dict(), root / "ESRGAN" / "tiny-esrgan-4x.pth")
-    save_file({k: v.contiguous() for k, v in _tiny_compact().state_dict().items()},
-              str(root / "RealESRGAN" / "tiny-compact-2x.safetensors"))
-    (root / "ESRGAN" / "corrupt.safetensors").write_bytes(b"\x00" * 100)
-    save_file({"not_a_model.weight": torch.zeros(3, 3)}, str(root / "ESRGAN" / "unknown-arch.safetensors"))
-
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    with open(root / "ESRGAN" / "pickled-code.pth", "wb") as handle:
-        pickle.dump({"x": Evil()}, handle)
-    return root
+    return write_upscalers(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +54,7 @@ def test_model_pass_is_the_network_output(manager):
     image = _photo(16, 16)
     out = manager.upscale(image, "tiny-compact-2x", size=(32, 32))
     with torch.no_grad():
-        expected = _tiny_compact()(pil_to_tensor(image)).clamp(0, 1)
+        expected = tiny_compact()(pil_to_tensor(image)).clamp(0, 1)
     got = torch.from_numpy(np.asarray(out, dtype=np.float32) / 255).permute(2, 0, 1)
     assert (got - expected[0]).abs().max() <= 1 / 255 + 1e-6
 
@@ -99,7 +66,7 @@ def test_two_passes_when_the_model_scale_is_too_small(manager):
 
 def test_tiled_result_matches_untiled_within_tolerance():
     """Overlapping tiles blended with ramps stay within 2/255 mean and 24/255 max of one whole pass."""
-    model = _tiny_esrgan(scale=2)
+    model = tiny_esrgan(scale=2)
     image = pil_to_tensor(_photo(96, 80, seed=3))
     with torch.no_grad():
         whole = model(image).clamp(0, 1)
@@ -123,7 +90,7 @@ def test_tile_starts_cover_everything():
 
 
 def test_interrupt_between_tiles():
-    model = _tiny_esrgan(scale=2)
+    model = tiny_esrgan(scale=2)
     with pytest.raises(InterruptedError):
         run_tiled(model, pil_to_tensor(_photo(96, 96)), 2, tile=32, overlap=8, should_stop=lambda: True)
 
