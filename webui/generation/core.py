@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from webui.generation import conditioning, previews, samplers, seeds
+from webui.generation import conditioning, guidance, previews, samplers, seeds
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.generation.styles import StyleStore, apply_styles
@@ -90,11 +91,15 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         pipe = model.pipe
         info = ctx.models.ensure_hash(model.info)
         base_config = model.scheduler_config
-        pipe.scheduler = samplers.build_scheduler(base_config, req.sampler_name, req.scheduler)
+        is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
+        pipe.scheduler = samplers.build_scheduler(base_config, req.sampler_name, req.scheduler, sdxl=is_sdxl)
         pipe.set_progress_bar_config(disable=True)  # progress goes to the Progress object instead
         t0 = time.perf_counter()
-        cond = conditioning.encode_prompts(pipe, prompt, negative, clip_skip=clip_skip, steps=req.steps,
-                                           comma_backtrack=_setting(req, ctx.settings, "comma_padding_backtrack"))
+        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip,
+                         comma_backtrack=_setting(req, ctx.settings, "comma_padding_backtrack"))
+        cond = encode(prompt, negative, steps=req.steps)
+        # Prompt editing, alternation and AND per model call (a UNet hook only when they are used).
+        plan = guidance.build_plan(prompt, negative, samplers.prompt_steps(req.sampler_name, req.steps), encode, cond)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (_setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if _setting(req, ctx.settings, "live_previews_enable") else 0)
@@ -118,18 +123,20 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
 
             def on_step(p, i, t, kwargs):
                 progress.step(i + 1, kwargs.get("latents"))
-                if progress.should_stop():
+                # A sampler that finished early (DPM adaptive's budget) ends the loop the same way.
+                if progress.should_stop() or getattr(p.scheduler, "finished", False):
                     p._interrupt = True  # diffusers skips the remaining steps, then returns
                 return kwargs
 
-            samplers.seed_scheduler(pipe.scheduler, batch_seeds[0])
+            samplers.seed_scheduler(pipe.scheduler, batch_seeds)
             t1 = time.perf_counter()
             # The one pipeline call site of the project.
-            latents = pipe(**cond.as_pipeline_kwargs(), num_images_per_prompt=req.batch_size,
-                           num_inference_steps=req.steps, guidance_scale=req.cfg_scale, width=req.width,
-                           height=req.height, latents=noise.to(pipe.unet.device, pipe.unet.dtype),
-                           generator=generators, output_type="latent", callback_on_step_end=on_step,
-                           callback_on_step_end_tensor_inputs=["latents"]).images
+            with guidance.guidance_hook(pipe, plan, req.batch_size, req.cfg_scale):
+                latents = pipe(**cond.as_pipeline_kwargs(), num_images_per_prompt=req.batch_size,
+                               num_inference_steps=req.steps, guidance_scale=req.cfg_scale, width=req.width,
+                               height=req.height, latents=noise.to(pipe.unet.device, pipe.unet.dtype),
+                               generator=generators, output_type="latent", callback_on_step_end=on_step,
+                               callback_on_step_end_tensor_inputs=["latents"]).images
             sampling += time.perf_counter() - t1
             if progress.skipped and not progress.interrupted:
                 continue  # A1111's Skip: drop this batch, go on with the next
