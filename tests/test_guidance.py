@@ -7,7 +7,7 @@ import torch
 
 from webui.generation import conditioning, guidance, samplers, seeds
 from webui.generation.conditioning import Conditioning
-from webui.generation.core import _decode
+from webui.generation.vae_codec import decode as _decode
 from webui.generation.request import GenerationRequest
 
 

@@ -100,3 +100,59 @@ def test_tiled_unet_is_translation_equivariant(pipe):
         a = pipe.unet(_roll(x, shift), 500, encoder_hidden_states=text).sample
         b = _roll(pipe.unet(x, 500, encoder_hidden_states=text).sample, shift)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+# --- through the core, the infotext and the API --------------------------------------------------
+
+def _req(**kw):
+    from webui.generation.request import GenerationRequest
+
+    base = dict(prompt="a red circle", negative_prompt="blue", seed=77, steps=3, width=64, height=64,
+                sampler_name="Euler", save_images=False)
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+@pytest.fixture
+def sd15(app_context, tiny_sd15):
+    app_context.models.select(str(tiny_sd15.single_file))
+    return app_context
+
+
+def test_seed_resize_and_tiling_through_the_core_are_recorded_and_undone(sd15):
+    import numpy as np
+
+    from webui.infotext import infotext_to_request_fields, parse_infotext
+
+    plain = sd15.queue.run(_req())
+    resized = sd15.queue.run(_req(seed_resize_from_w=32, seed_resize_from_h=48))
+    tiled_result = sd15.queue.run(_req(tiling=True))
+    text = resized.infotexts[0]
+    assert "Seed resize from: 32x48" in text and "Tiling" not in text
+    assert "Tiling: True" in tiled_result.infotexts[0]
+    for result in (resized, tiled_result):
+        assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(result.images[0]))
+    fields = infotext_to_request_fields(parse_infotext(tiled_result.infotexts[0]))
+    assert fields["tiling"] is True
+    fields = infotext_to_request_fields(parse_infotext(text))
+    assert (fields["seed_resize_from_w"], fields["seed_resize_from_h"]) == (32, 48)
+    with sd15.models.active() as model:  # the job's circular padding is gone afterwards
+        assert all(m.padding_mode == "zeros" for m in model.pipe.unet.modules() if isinstance(m, torch.nn.Conv2d))
+    again = sd15.queue.run(_req())
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(again.images[0]))
+
+
+def test_api_accepts_tiling_and_seed_resize(app_context, tiny_sd15):
+    from tests.test_api import client_for
+
+    app_context.models.select(str(tiny_sd15.single_file))
+    client = client_for(app_context)
+    body = {"prompt": "a cat", "width": 64, "height": 64, "steps": 2, "seed": 5, "tiling": True,
+            "seed_resize_from_w": 64, "seed_resize_from_h": 32}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    import json
+
+    info = json.loads(response.json()["info"])
+    assert "Tiling: True" in info["infotexts"][0] and "Seed resize from: 64x32" in info["infotexts"][0]
+    assert (info["seed_resize_from_w"], info["seed_resize_from_h"]) == (64, 32)

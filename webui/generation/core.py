@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, vae_codec
+from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, tiling, vae_codec
 from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
@@ -181,6 +181,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             feature.prepare(p)
         pipe = model.pipe
         info = ctx.models.ensure_hash(model.info)
+        p.enter(tiling.tiled(pipe, req.tiling))  # A1111's Tiling: circular convs for this job only
         scheduler = samplers.build_scheduler(model.scheduler_config, req.sampler_name, req.scheduler,
                                              sdxl=pipelines.family(pipe) == "sdxl")
         t0 = time.perf_counter()
@@ -210,6 +211,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         images, all_seeds, all_subseeds, infotexts = [], [], [], []
         factor = int(getattr(pipe, "vae_scale_factor", 8))
         latent_shape = (pipe.vae.config.latent_channels, req.height // factor, req.width // factor)
+        resize_from = ((req.seed_resize_from_h // factor, req.seed_resize_from_w // factor)
+                       if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0 else None)
         sampling = decoding = 0.0
         for batch_no in range(req.n_iter):
             if progress.interrupted:
@@ -220,7 +223,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             progress.begin_batch(batch_no, req.n_iter, run_steps)
             generators = seeds.make_generators(batch_seeds)
             noise = seeds.make_noise(latent_shape, batch_seeds, batch_subseeds, req.subseed_strength,
-                                     generators=generators)
+                                     generators=generators, resize_from=resize_from)
             if init is not None and req.initial_noise_multiplier != 1.0:
                 noise = noise * req.initial_noise_multiplier
             job_pass = SamplingPass(kind=req.mode, noise=noise, seeds=batch_seeds, width=req.width,

@@ -60,11 +60,12 @@ SAMPLER_TRAITS = {
 
 
 class _Ctx:
-    """What a sampler generator may use besides the model: noise, eta, s_noise, model range, budget."""
+    """What a sampler generator may use besides the model: noise, eta, s_noise, DPM-Solver range, budget."""
 
-    def __init__(self, noise, eta, s_noise, model: ModelSigmas, evals_left=lambda: float("inf")):
+    def __init__(self, noise, eta, s_noise, solver_range: tuple[float, float], evals_left=lambda: float("inf")):
         self.noise, self.eta, self.s_noise = noise, eta, s_noise
-        self.model_sigma_min, self.model_sigma_max = model.sigma_min, model.sigma_max
+        # DPM fast / adaptive integrate from model_sigma_max down to model_sigma_min (see _solver_range).
+        self.model_sigma_min, self.model_sigma_max = solver_range
         self.evals_left = evals_left
 
 
@@ -109,9 +110,16 @@ class KDiffusionScheduler(SchedulerMixin, ConfigMixin):
             return source
         return GeneratorNoise()
 
+    def _solver_range(self, sigmas: torch.Tensor) -> tuple[float, float]:
+        """A1111 runs DPM fast/adaptive over the model's whole range in txt2img, over the truncated
+        schedule (sigma_sched[-2] .. sigma_sched[0]) in img2img."""
+        if self._begin_index == 0 or len(sigmas) < 2:
+            return self.model_sigmas.sigma_min, self.model_sigmas.sigma_max
+        return float(sigmas[-2]), float(sigmas[0])
+
     def _dry_run(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The sigma of every model evaluation the sampler will ask for (x-independent samplers)."""
-        gen = self.traits.fn(_Ctx(_zero_noise, self.config.eta, self.config.s_noise, self.model_sigmas),
+        gen = self.traits.fn(_Ctx(_zero_noise, self.config.eta, self.config.s_noise, self._solver_range(sigmas)),
                              torch.zeros(1), sigmas)
         plan = []
         try:
@@ -218,7 +226,8 @@ class KDiffusionScheduler(SchedulerMixin, ConfigMixin):
     def _start(self, sample: torch.Tensor) -> None:
         if self.traits.brownian:
             self._noise.seeds = self.noise_seeds  # may have been set after set_timesteps
-        ctx = _Ctx(self._noise, self.config.eta, self.config.s_noise, self.model_sigmas, self._evals_left)
+        ctx = _Ctx(self._noise, self.config.eta, self.config.s_noise, self._solver_range(self.sigmas),
+                   self._evals_left)
         self._gen = self.traits.fn(ctx, sample.float(), self.sigmas)
         self._pending = next(self._gen)
         self._returned = sample
