@@ -138,7 +138,8 @@ def bare_run(pipe, size: int, steps: int, batch: int, device: str) -> tuple[floa
     """(sampling seconds, decode seconds, total seconds, peak GB) of a plain diffusers call."""
     from diffusers import EulerDiscreteScheduler
 
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    # diffusers' own Euler on the model's scheduler config (ours replaces pipe.scheduler in between).
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe._bench_scheduler_config)
     pipe.set_progress_bar_config(disable=True)
     _peak_reset(device)
     start = time.perf_counter()
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         size = opts.sd15_size if arch == "sd15" else opts.sdxl_size
         t0 = time.perf_counter()
         pipe = tiny_pipeline(arch) if opts.smoke else build_random_pipeline(arch, device, torch.float16)
+        pipe._bench_scheduler_config = dict(pipe.scheduler.config)
         print(f"{arch}: pipeline built in {time.perf_counter() - t0:.1f}s", flush=True)
         for variant in variants:
             batches = tuple(int(b) for b in opts.batches.split(",")) if opts.batches else VARIANT_BATCHES[variant]

@@ -263,3 +263,21 @@ def test_prompt_steps_count_two_per_step_for_second_order_samplers():
     assert S.prompt_steps("Restart", 10) == 20
     assert S.prompt_steps("DPM++ 2M", 20) == 20
     assert S.prompt_steps("DPM adaptive", 20) == 20
+
+
+def test_pasted_a1111_infotext_with_the_new_samplers_and_options_reads_back():
+    # What A1111's "Read generation parameters from prompt" button parses: infotext pasted into the prompt.
+    from webui.generation.request import GenerationRequest
+    from webui.infotext import infotext_to_request_fields, parse_infotext
+
+    text = ("a cat AND a dog :0.8\nNegative prompt: ugly\nSteps: 25, Sampler: DPM++ 3M SDE, Schedule type: Align "
+            "Your Steps, CFG scale: 6.5, Seed: 42, Size: 512x768, Model hash: abcdef1234, Model: x, Seed resize "
+            "from: 256x320, Tiling: True, Version: v1.10.0")
+    fields = infotext_to_request_fields(parse_infotext(text))
+    request = GenerationRequest(**fields).validate()
+    assert (request.sampler_name, request.scheduler) == ("DPM++ 3M SDE", "Align Your Steps")
+    assert (request.seed_resize_from_w, request.seed_resize_from_h, request.tiling) == (256, 320, True)
+    assert request.prompt == "a cat AND a dog :0.8" and (request.width, request.height) == (512, 768)
+    old = infotext_to_request_fields(parse_infotext("x\nSteps: 20, Sampler: DPM++ 2S a Karras, CFG scale: 7, "
+                                                    "Seed: 1, Size: 64x64"))
+    assert (old["sampler_name"], old["scheduler"]) == ("DPM++ 2S a", "Automatic")  # Karras is its default
