@@ -37,6 +37,12 @@ class AppContext:
     queue: JobQueue
     upscalers: UpscalerManager
     status: str = ""  # the one-line model status shown in the UI header
+    startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
+
+    @property
+    def loading(self) -> bool:
+        """True while the startup checkpoint is still loading (the header says so)."""
+        return self.startup_job is not None and not self.startup_job.done
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a generation request (any mode); every entry point goes through here."""
@@ -89,8 +95,24 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
     return build_context(args, paths, policy, settings)
 
 
-def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
-    """Create the model manager, styles, core and the started job queue; load the startup model."""
+def _startup_label(models: ModelManager, ckpt) -> str:
+    """What ``ModelManager.startup`` will most likely load, for the "Loading ..." line."""
+    if ckpt:
+        return Path(str(ckpt)).name
+    last = models.find(models.settings.get("sd_model_checkpoint"))
+    found = [last] if last is not None else models.checkpoints()[:1]
+    return found[0].title if found else "the startup checkpoint"
+
+
+def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings,
+                  load_in_background: bool = False) -> AppContext:
+    """Create the model manager, styles, core and the started job queue; load the startup model.
+
+    With ``load_in_background`` the load is the queue's first job (so generations sent meanwhile
+    wait for it in order) and this returns at once with ``status`` "Loading ...": the server
+    answers while the weights load.
+    """
+    contexts: list[AppContext] = []
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
@@ -111,10 +133,26 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             return run_extras(job.payload.validate(upscalers), upscalers, core.saver, folder, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             return models.select(job.payload)
+        if job.kind == "startup":
+            try:
+                line = models.startup(job.payload)
+            except Exception as exc:  # the header must not say "Loading ..." forever
+                contexts[0].status = f"Could not load the startup checkpoint: {type(exc).__name__}: {exc}"
+                raise
+            log.info(line)
+            contexts[0].status = line
+            return line
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
-    status = models.startup(args.ckpt)
-    log.info(status)
-    return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, upscalers=upscalers, status=status)
+    if load_in_background:
+        status = f"Loading {_startup_label(models, args.ckpt)} ..."
+    else:
+        status = models.startup(args.ckpt)
+        log.info(status)
+    ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
+                     core=core, queue=queue, upscalers=upscalers, status=status)
+    contexts.append(ctx)
+    if load_in_background:
+        ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")
+    return ctx

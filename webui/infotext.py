@@ -101,10 +101,13 @@ def build_infotext(
         "VAE": vae_name or None,
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
+        "Seed resize from": (f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
+                             if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None),
         # Slots where A1111 puts these two when an extra sets them (img2img / 9-channel inpainting models).
         "Denoising strength": None,
         "Conditional mask weight": None,
         "Clip skip": request.clip_skip if (request.clip_skip or 1) > 1 else None,
+        "Tiling": "True" if request.tiling else None,
         "RNG": RNG_SOURCE,
     }
     params.update(extra or {})
@@ -170,6 +173,9 @@ _FIELD_MAP: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("Size-2", "height", int),
     ("Variation seed", "subseed", int),
     ("Variation seed strength", "subseed_strength", float),
+    ("Seed resize from-1", "seed_resize_from_w", int),
+    ("Seed resize from-2", "seed_resize_from_h", int),
+    ("Tiling", "tiling", lambda value: value == "True"),
     ("Clip skip", "clip_skip", int),
     ("Denoising strength", "denoising_strength", float),
     ("Mask blur", "mask_blur_x", int),

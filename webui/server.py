@@ -20,7 +20,7 @@ def serve(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings
     """Build everything, serve until interrupted; returns the process exit code."""
     from webui.ui.app import build_ui, launch_kwargs
 
-    ctx = build_context(args, paths, policy, settings)
+    ctx = build_context(args, paths, policy, settings, load_in_background=True)  # the page does not wait
     if args.listen and not (args.gradio_auth or args.api_auth):
         log.warning("--listen without --gradio-auth or --api-auth: anyone on the network can use this server")
     demo = build_ui(ctx)

@@ -51,7 +51,7 @@ REFUSED_OVERRIDES: dict[str, tuple[Any, ...]] = {
 # Parameters-line keys that have their own place in A1111's info JSON; the rest are "extra".
 _STANDARD_INFOTEXT_KEYS = {"Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2",
                            "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
-                           "Clip skip", "Version"}
+                           "Clip skip", "Version", "Seed resize from-1", "Seed resize from-2", "Tiling"}
 
 
 @dataclass
@@ -75,12 +75,6 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
         refuse("enable_hr", "hires fix is not implemented yet; send enable_hr: false")
     if body.restore_faces:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
-    if body.tiling:
-        refuse("tiling", "tiling (seamless textures) is not implemented; send tiling: false")
-    for name in ("seed_resize_from_w", "seed_resize_from_h"):
-        value = getattr(body, name)
-        if value is not None and value > 0:
-            refuse(name, f"resizing the seed is not implemented; send -1 or 0, got {value}")
     if body.script_name and body.script_name.strip().lower() not in ("", "none"):
         refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
     if body.alwayson_scripts:
@@ -183,7 +177,9 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
         "sampler_name": body.sampler_name or body.sampler_index,  # A1111: sampler_name or the legacy index
         "scheduler": body.scheduler, "batch_size": body.batch_size, "n_iter": body.n_iter, "steps": body.steps,
         "cfg_scale": body.cfg_scale, "width": body.width, "height": body.height,
-        "save_images": body.save_images,
+        "save_images": body.save_images, "tiling": bool(body.tiling),
+        "seed_resize_from_w": -1 if body.seed_resize_from_w is None else body.seed_resize_from_w,
+        "seed_resize_from_h": -1 if body.seed_resize_from_h is None else body.seed_resize_from_h,
     }
     data.update(extra or {})
     data.update(_from_infotext(body))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, img2img, pipelines, previews, samplers, seeds, vae_codec
+from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, tiling, vae_codec
 from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
@@ -60,7 +61,7 @@ class SamplingPass:
 
     kind: str
     noise: torch.Tensor
-    seed: int  # the batch's first seed (seeds SDE samplers' Brownian noise)
+    seeds: list[int]  # the batch's seeds (SDE samplers seed one Brownian tree per image)
     width: int
     height: int
     steps: int
@@ -106,14 +107,17 @@ def _blend_step(init: torch.Tensor, noise: torch.Tensor, repaint: torch.Tensor, 
 
 
 def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, scheduler, generators, batch_no: int,
-           progress: Progress) -> torch.Tensor:
-    """Run one pipeline call for ``p`` (every mode and hires pass goes through here); returns latents."""
+           progress: Progress, plan: guidance.GuidancePlan | None = None) -> torch.Tensor:
+    """Run one pipeline call for ``p`` (every mode and hires pass goes through here); returns latents.
+
+    ``plan`` is the per-model-call conditioning (prompt editing, alternation, AND; see guidance).
+    """
     base = p.model.pipe
     kind = pipelines.effective_kind(base, job_pass.kind)
     pipe = ctx.pipelines.get(base, kind, p.extra_components)
     pipe.scheduler = scheduler
     pipe.set_progress_bar_config(disable=True)  # progress goes to the Progress object instead
-    samplers.seed_scheduler(scheduler, job_pass.seed)
+    samplers.seed_scheduler(scheduler, job_pass.seeds)
     batch = job_pass.noise.shape[0]
     device, dtype = base.unet.device, base.unet.dtype
     kwargs: dict[str, Any] = dict(cond.as_pipeline_kwargs(), num_images_per_prompt=batch,
@@ -140,14 +144,16 @@ def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, schedu
 
     def report(state: StepState):
         progress.step(min(state.step + 1, job_pass.run), state.tensors.get("latents"))
-        if progress.should_stop():
+        # A sampler that finished early (DPM adaptive's evaluation budget) ends the loop the same way.
+        if progress.should_stop() or getattr(state.pipe.scheduler, "finished", False):
             state.pipe._interrupt = True  # diffusers skips the remaining steps, then returns
         return None
 
     callbacks.append(registered_step(report))
     on_step, names = chain_steps(p, callbacks, pipe, batch_no, job_pass.run, job_pass.name)
-    latents = pipelines.call(pipe, given, callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=names,
-                             **kwargs).images
+    with guidance.guidance_hook(pipe, plan, batch, p.request.cfg_scale):
+        latents = pipelines.call(pipe, given, callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=names,
+                                 **kwargs).images
     if job_pass.latent_mask is not None and job_pass.init is not None:
         # A1111's final blend: unmasked latents are exactly the init's.
         repaint = job_pass.latent_mask.to(latents)
@@ -177,10 +183,16 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             feature.prepare(p)
         pipe = model.pipe
         info = ctx.models.ensure_hash(model.info)
-        scheduler = samplers.build_scheduler(model.scheduler_config, req.sampler_name, req.scheduler)
+        p.enter(tiling.tiled(pipe, req.tiling))  # A1111's Tiling: circular convs for this job only
+        scheduler = samplers.build_scheduler(model.scheduler_config, req.sampler_name, req.scheduler,
+                                             sdxl=pipelines.family(pipe) == "sdxl")
         t0 = time.perf_counter()
-        cond = conditioning.encode_prompts(pipe, p.prompt, p.negative_prompt, clip_skip=clip_skip, steps=req.steps,
-                                           comma_backtrack=setting(req, ctx.settings, "comma_padding_backtrack"))
+        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip,
+                         comma_backtrack=setting(req, ctx.settings, "comma_padding_backtrack"))
+        cond = encode(p.prompt, p.negative_prompt, steps=req.steps)
+        # Prompt editing, alternation and AND per model call (the UNet hook is only installed when used).
+        plan = guidance.build_plan(p.prompt, p.negative_prompt, samplers.prompt_steps(req.sampler_name, req.steps),
+                                   encode, cond)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)
@@ -201,6 +213,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         images, all_seeds, all_subseeds, infotexts = [], [], [], []
         factor = int(getattr(pipe, "vae_scale_factor", 8))
         latent_shape = (pipe.vae.config.latent_channels, req.height // factor, req.width // factor)
+        resize_from = ((req.seed_resize_from_h // factor, req.seed_resize_from_w // factor)
+                       if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0 else None)
         sampling = decoding = 0.0
         for batch_no in range(req.n_iter):
             if progress.interrupted:
@@ -211,10 +225,10 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             progress.begin_batch(batch_no, req.n_iter, run_steps)
             generators = seeds.make_generators(batch_seeds)
             noise = seeds.make_noise(latent_shape, batch_seeds, batch_subseeds, req.subseed_strength,
-                                     generators=generators)
+                                     generators=generators, resize_from=resize_from)
             if init is not None and req.initial_noise_multiplier != 1.0:
                 noise = noise * req.initial_noise_multiplier
-            job_pass = SamplingPass(kind=req.mode, noise=noise, seed=batch_seeds[0], width=req.width,
+            job_pass = SamplingPass(kind=req.mode, noise=noise, seeds=batch_seeds, width=req.width,
                                     height=req.height, steps=schedule_steps, run=run_steps)
             if init is not None:
                 job_pass.init = img2img.batch_latents(init, 0, req.batch_size, batch_seeds)
@@ -223,7 +237,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                 job_pass.inpaint_mask, job_pass.masked_image_latents = img2img.inpaint_conditioning(
                     pipe, init, req.batch_size, 0, req.width, req.height, req.mask_round)
             t1 = time.perf_counter()
-            latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress)
+            latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress, plan)
             sampling += time.perf_counter() - t1
             if progress.skipped and not progress.interrupted:
                 continue  # A1111's Skip: drop this batch, go on with the next

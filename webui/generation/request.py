@@ -65,6 +65,9 @@ class GenerationRequest:
     clip_skip: int | None = None  # None: the CLIP_stop_at_last_layers setting (A1111's API has no field)
     override_settings: dict[str, Any] = field(default_factory=dict)
     save_images: bool = True  # the UI saves; A1111's API defaults to False and sets this explicitly
+    seed_resize_from_w: int = -1  # A1111's "Resize seed from width/height"; -1 or 0: off
+    seed_resize_from_h: int = -1
+    tiling: bool = False  # seamless tiles: circular padding in the UNet and VAE
     # --- img2img / inpaint (A1111's StableDiffusionProcessingImg2Img fields and defaults)
     mode: str = "txt2img"  # txt2img | img2img | inpaint
     init_images: list[Image.Image] = field(default_factory=list)
@@ -130,6 +133,10 @@ class GenerationRequest:
 
         if not isinstance(self.save_images, bool):
             errors.append(FieldError("save_images", f"must be true or false, got {_show(self.save_images)}"))
+        if not isinstance(self.tiling, bool):
+            errors.append(FieldError("tiling", f"must be true or false, got {_show(self.tiling)}"))
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            out[name] = _check_int(name, -1 if getattr(self, name) is None else getattr(self, name), -1, 4096, errors)
 
         from webui.generation.image_fields import validate_image_fields
 

@@ -10,6 +10,7 @@ from webui.jobs import JobFailed
 from webui.ui import img2img_inputs
 from webui.ui.img2img import build_img2img
 from webui.ui.mcp_tools import add_mcp_tools
+from webui.ui.model_status import attach_model_status
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.send_to import wire_gallery_send, wire_image_send
 from webui.ui.settings_tab import build_settings
@@ -93,4 +94,6 @@ def build_ui(ctx) -> gr.Blocks:
             return gr.update(choices=_titles(ctx), value=_current_title(ctx))
 
         refresh.click(rescan, None, checkpoint, show_progress="hidden", api_visibility="private")
+        # The startup checkpoint may still be loading behind the page: keep the header in step.
+        attach_model_status(demo, ctx, checkpoint, status, txt2img.width, txt2img.height, model_line)
     return demo
