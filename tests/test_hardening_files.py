@@ -36,10 +36,24 @@ def test_lone_surrogate_text_is_refused(tmp_path):
         settings.update({"samples_filename_pattern": "x\ud800"})
 
 
+@pytest.mark.parametrize("content", [
+    '{"sd_checkpoint_cache_ram_fraction": NaN, "grid_save": false, "other_tool": [1]}',
+    '{"sd_checkpoint_cache_ram_fraction": Infinity, "grid_save": false, "other_tool": [1]}',
+    '{"sd_checkpoint_cache_ram_fraction": -1e999, "grid_save": false, "other_tool": [1]}',
+])
+def test_non_finite_value_in_config_falls_back_for_that_key_only(tmp_path, content):
+    # An older version wrote NaN into config.json: start with the default for that key, keep the rest.
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    settings = Settings.load(path)
+    assert settings.get("sd_checkpoint_cache_ram_fraction") == 0.5 and settings.get("grid_save") is False
+    assert any("sd_checkpoint_cache_ram_fraction" in w and "finite" in w for w in settings.warnings)
+    settings.save_changes({"CLIP_stop_at_last_layers": 2})
+    saved = json.loads(path.read_text())  # plain JSON again: the bad value is gone, the rest kept
+    assert saved == {"grid_save": False, "other_tool": [1], "CLIP_stop_at_last_layers": 2}
+
+
 @pytest.mark.parametrize("content, problem", [
-    ('{"sd_checkpoint_cache_ram_fraction": NaN}', "NaN is not a JSON number"),
-    ('{"CLIP_stop_at_last_layers": Infinity}', "Infinity is not a JSON number"),
-    ('{"sd_checkpoint_cache_ram_fraction": 1e999}', "out of range"),
     ('{"a": ' + DEEP + "}", "nested too deeply"),
     (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not UTF-8"),
 ])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from webui.devices import DevicePolicy
 from webui.generation.core import CoreContext, generate
@@ -13,6 +13,7 @@ from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
 from webui.paths import Paths
+from webui.security.policy import SecurityPolicy
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,14 @@ class AppContext:
     core: CoreContext
     queue: JobQueue
     status: str = ""  # the one-line model status shown in the UI header
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
-        """Queue a txt2img request; every entry point goes through here."""
+        """Queue a txt2img request; every entry point goes through here.
+
+        Raises RequestError when the request is over budget (webui/security/budget.py).
+        """
+        self.security.budget.check(request)
         return self.queue.submit(request, kind="txt2img", source=source)
 
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
@@ -91,4 +97,4 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     status = models.startup(args.ckpt)
     log.info(status)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, status=status)
+                      core=core, queue=queue, status=status, security=SecurityPolicy.from_args(args, paths.data_dir))

@@ -27,13 +27,17 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_json_strict(text: str | bytes) -> Any:
+def parse_json_strict(text: str | bytes, allow_non_finite: bool = False) -> Any:
     """json.loads without Python's extensions: NaN, Infinity and overflowing numbers are errors.
 
     Raises ValueError (with a readable message) for anything that is not plain JSON, including
-    nesting too deep for the parser (RecursionError) and bytes that are not UTF-8.
+    nesting too deep for the parser (RecursionError) and bytes that are not UTF-8. With
+    `allow_non_finite`, NaN / Infinity are read as floats (for files: the settings layer then
+    refuses them key by key, so one bad value does not cost the user the whole file).
     """
     try:
+        if allow_non_finite:
+            return json.loads(text)
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("nested too deeply") from None
@@ -41,8 +45,12 @@ def parse_json_strict(text: str | bytes) -> Any:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def read_json_object(path: Path) -> tuple[dict | None, str | None]:
-    """(data, None) for a readable JSON object file; (None, reason) otherwise; ({}, None) if absent."""
+def read_json_object(path: Path, allow_non_finite: bool = True) -> tuple[dict | None, str | None]:
+    """(data, None) for a readable JSON object file; (None, reason) otherwise; ({}, None) if absent.
+
+    NaN / Infinity are read as floats by default (an older version of this app wrote them);
+    callers check values.
+    """
     path = Path(path)
     try:
         if not path.exists():
@@ -51,7 +59,7 @@ def read_json_object(path: Path) -> tuple[dict | None, str | None]:
             return None, "not a regular file"
         if path.stat().st_size > MAX_JSON_BYTES:
             return None, f"larger than {MAX_JSON_BYTES >> 20} MB"
-        data = parse_json_strict(path.read_bytes())
+        data = parse_json_strict(path.read_bytes(), allow_non_finite)
     except OSError as exc:
         return None, exc.strerror or str(exc)
     except ValueError as exc:
@@ -59,6 +67,15 @@ def read_json_object(path: Path) -> tuple[dict | None, str | None]:
     if not isinstance(data, dict):
         return None, "top level is not an object"
     return data, None
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True for text Python holds but UTF-8 cannot (JSON's '\\ud800' without its pair decodes to this)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def is_valid_text(text: str) -> bool:

@@ -360,7 +360,11 @@ class Registry:
             if by_hash:
                 return by_hash
         path = Path(text).expanduser()
-        if path.exists():
+        try:
+            is_file = path.exists()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a path here
+            is_file = False
+        if is_file:
             absolute = path.absolute()
             for info in entries:
                 if info.filename == absolute or info.filename.resolve() == absolute.resolve():

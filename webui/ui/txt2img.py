@@ -121,10 +121,10 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         fields_ = dict(zip(names, values))
         try:
             request = GenerationRequest.from_dict(fields_)[0].validate()
+            job = ctx.submit_txt2img(request, source="ui")  # refuses requests over budget (webui/security)
         except (RequestError, ValueError) as exc:
             yield gr.update(), gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
             return
-        job = ctx.submit_txt2img(request, source="ui")
         while not job.done:
             position = ctx.queue.position(job)
             if position:
