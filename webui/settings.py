@@ -170,8 +170,7 @@ class Settings:
         start), so the user is told the change would not survive a restart instead of losing it.
         """
         if self.unsaved_reason and changes:
-            raise SettingsNotSaved(f"not saved: {self.unsaved_reason}; fix or move the file and restart "
-                                   "to change settings")
+            raise SettingsNotSaved(f"{self.unsaved_reason}; fix or move the file and restart to change settings")
         self.update(changes)
 
     def set(self, key: str, value: Any, save: bool = True) -> None:

@@ -348,7 +348,7 @@ def build_router(ctx) -> APIRouter:
             try:
                 ctx.settings.save_changes(checked)
             except SettingsNotSaved as exc:
-                raise ApiError(409, str(exc)) from None
+                raise ApiError(409, f"settings not saved: {exc}") from None
             except SettingsError as exc:
                 raise ApiError(422, str(exc)) from None
         return None

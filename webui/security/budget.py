@@ -37,8 +37,8 @@ class RequestBudget:
             if not is_valid_text(text):
                 errors.append(FieldError(name, "contains invalid Unicode (a lone surrogate or a NUL character)"))
             elif len(text) > self.max_prompt_length:
-                errors.append(FieldError(name, f"is {len(text)} characters; at most {self.max_prompt_length} "
-                                               "are accepted (the owner can raise --max-prompt-length)"))
+                errors.append(FieldError(name, f"{len(text)} characters; at most {self.max_prompt_length} are "
+                                               "accepted (the owner can raise --max-prompt-length)"))
         width, height = (int(getattr(request, k, 0) or 0) for k in ("width", "height"))
         if width * height > self.max_image_pixels:
             errors.append(FieldError("width", f"{width}x{height} is {width * height} pixels; at most "
