@@ -29,7 +29,7 @@ from webui.generation import samplers
 from webui.infotext import parse_infotext
 from webui.jobs import Job, JobFailed
 from webui.generation.request import RequestError
-from webui.security.paths import output_dir_problems
+from webui.security.paths import api_output_dir_problems
 from webui.settings import SettingsError, SettingsNotSaved
 
 log = logging.getLogger(__name__)
@@ -171,15 +171,6 @@ def _request_error(exc: RequestError) -> ApiError:
     return ApiError(422, "; ".join(f"{d['field']}: {d['message']}" for d in detail), detail)
 
 
-def _check_output_dirs(ctx, changes: dict[str, Any], prefix: str = "") -> None:
-    """Output folders changed through the API stay inside the data dir (webui/security/paths.py)."""
-    security = getattr(ctx, "security", None)
-    roots = security.output_roots if security is not None and security.output_roots else (ctx.paths.data_dir,)
-    errors = output_dir_problems(changes, ctx.settings.options, ctx.paths.data_dir, roots, prefix)
-    if errors:
-        raise ApiError(403, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
-
-
 def build_router(ctx) -> APIRouter:
     """All /sdapi/v1 routes for one AppContext (closures over ctx: no module state)."""
     router = api_router(ctx, tags=["sdapi"])
@@ -195,12 +186,7 @@ def build_router(ctx) -> APIRouter:
     @router.post("/txt2img", response_model=m.Txt2ImgResponse)
     async def txt2img(body: m.Txt2ImgRequest, response: Response):
         """Generate images from a prompt (A1111's txt2img); queued FIFO with the UI's jobs."""
-        _check_output_dirs(ctx, body.override_settings or {}, "override_settings.")
-        plan = plan_txt2img(body, ctx)
-        try:
-            ctx.security.budget.check(plan.request)  # before a checkpoint swap, not after
-        except RequestError as exc:
-            raise _request_error(exc) from None
+        plan = plan_txt2img(body, ctx)  # 422 for bad fields and requests over budget (webui/security/budget.py)
         if plan.persist_settings and ctx.settings.unsaved_reason:
             raise ApiError(409, f"override_settings_restore_afterwards is false, but settings cannot be saved: "
                                 f"{ctx.settings.unsaved_reason}")
@@ -331,15 +317,13 @@ def build_router(ctx) -> APIRouter:
                 checked[key] = ctx.settings.options[key].check(value)
             except SettingsError as exc:
                 errors.append({"field": key, "message": str(exc)})
-        errors += [e for e in output_dir_problems(checked, ctx.settings.options, ctx.paths.data_dir,
-                                                   ctx.security.output_roots or (ctx.paths.data_dir,))]
+        errors += api_output_dir_problems(ctx, checked)  # folders set through the API stay in the data dir
         checkpoint = checked.pop("sd_model_checkpoint", None)
         if checkpoint and ctx.models.find(checkpoint) is None:
             errors.append({"field": "sd_model_checkpoint",
                            "message": f"no checkpoint matches {checkpoint!r}; GET {PREFIX}/sd-models lists them"})
         if errors:
-            status = 403 if all("outside the folders" in e["message"] for e in errors) else 422
-            raise ApiError(status, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
+            raise ApiError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
         if checked and ctx.settings.unsaved_reason:  # say so before a checkpoint swap, not after
             raise ApiError(409, f"settings not saved: {ctx.settings.unsaved_reason}; fix or move the file and restart")
         if checkpoint:

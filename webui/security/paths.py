@@ -50,3 +50,10 @@ def output_dir_problems(changes: dict[str, Any], options: dict, data_dir: Path, 
             if problem:
                 out.append({"field": f"{prefix}{key}", "message": problem})
     return out
+
+
+def api_output_dir_problems(ctx, changes: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    """`output_dir_problems` for a change arriving through the API of an AppContext."""
+    security = getattr(ctx, "security", None)
+    roots = security.output_roots if security is not None and security.output_roots else (ctx.paths.data_dir,)
+    return output_dir_problems(changes, ctx.settings.options, ctx.paths.data_dir, roots, prefix)
