@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from webui.generation import prompt_parser
+from webui.generation import attention_weights
 from webui.generation.prompt_parser import BREAK, parse_prompt_attention
 
 # A1111's algorithm as its modules/prompt_parser.py documents it: every closing bracket multiplies
@@ -101,7 +101,7 @@ def test_thirty_thousand_unclosed_groups_stay_exact_and_linear(monkeypatch):
     def no_fallback(*args):
         raise AssertionError("the exact path should handle unclosed groups within its budget")
 
-    monkeypatch.setattr(prompt_parser, "_apply_log_space", no_fallback)
+    monkeypatch.setattr(attention_weights, "log_space", no_fallback)
     runs = parse_prompt_attention("(a" * 30000)
     weight, expected = 1.0, []
     for _ in range(30000):  # run i sits in i + 1 open groups, multiplied outermost first
@@ -116,11 +116,11 @@ def test_thirty_thousand_unclosed_groups_stay_exact_and_linear(monkeypatch):
 
 def test_adversarial_nesting_falls_back_to_log_space_close_to_a1111(monkeypatch):
     prompt = "(" * 400 + "".join(f"(w{i}:1.{i})" for i in range(1, 400)) + "(a" * 300 + ")" * 300
-    monkeypatch.setattr(prompt_parser, "EXACT_WORK_MIN", 1000)
-    monkeypatch.setattr(prompt_parser, "EXACT_WORK_PER_CHAR", 0)
+    monkeypatch.setattr(attention_weights, "EXACT_WORK_MIN", 1000)
+    monkeypatch.setattr(attention_weights, "EXACT_WORK_PER_CHAR", 0)
     calls = []
-    real = prompt_parser._apply_log_space
-    monkeypatch.setattr(prompt_parser, "_apply_log_space", lambda *a: calls.append(1) or real(*a))
+    real = attention_weights.log_space
+    monkeypatch.setattr(attention_weights, "log_space", lambda *a: calls.append(1) or real(*a))
     runs = parse_prompt_attention(prompt)
     expected = reference(prompt)
     assert calls, "the budget should have been exceeded"
