@@ -64,6 +64,8 @@ def serve(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings
     security = ctx.security
     for line in security.exposure_warnings():
         log.warning(line)
+    if security.auth_required:
+        log.info("credentials required on every door: web UI (login), API, MCP and Gradio's endpoints (docs/security.md)")
     demo = build_ui(ctx)
     app, local_url, _ = demo.launch(server_name=host_for(args), server_port=args.port,
                                     auth=list(security.ui_accounts) or None, prevent_thread_lock=True,

@@ -192,7 +192,7 @@ class Gate:
         """receive, or a replaying receive for streamed bodies; None after answering 413."""
         limit = self.policy.max_upload_bytes if scope["path"] in UPLOAD_PATHS else self.policy.max_body_bytes
         flag = "--max-upload-size" if scope["path"] in UPLOAD_PATHS else "--max-body-size"
-        message = f"request body larger than {limit >> 20} MB; the owner can raise it with {flag} (in MB)"
+        message = f"request body larger than {limit / (1 << 20):g} MB; the owner can raise it with {flag} (in MB)"
         length = headers.get("content-length")
         if length is not None:
             try:
