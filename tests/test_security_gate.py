@@ -178,3 +178,15 @@ def test_output_folder_confinement(tmp_path):
     assert "outside" in confined_problem("link/escaped", data, [data])  # symlinks are followed
     assert confined_problem(str(tmp_path / "allowed" / "x"), data, [data, tmp_path / "allowed"]) is None
     assert "not a usable folder" in confined_problem("a\0b", data, [data])
+
+
+def test_every_outdir_setting_is_confined(tmp_path):
+    from webui.security.paths import output_dir_problems
+    from webui.settings import Option, Settings
+
+    settings = Settings.load(None)
+    settings.add_option(Option("outdir_some_new_tab", "outputs/new", "a room's folder"))  # not marked is_path
+    folders = [k for k, o in settings.options.items() if o.is_output_folder]
+    assert {"outdir_txt2img_samples", "outdir_txt2img_grids", "outdir_extras_samples", "outdir_some_new_tab"} <= set(folders)
+    problems = output_dir_problems({k: "/elsewhere" for k in folders}, settings.options, tmp_path, [tmp_path])
+    assert sorted(p["field"] for p in problems) == sorted(folders)

@@ -46,7 +46,7 @@ def output_roots(paths: Paths, settings: Settings) -> list[Path]:
     """Folders where PNGs are written: outputs/ and every output-folder setting."""
     roots = [paths.outputs_dir]
     for option in settings.options.values():
-        if option.is_path:
+        if option.is_output_folder:
             value = Path(str(settings.get(option.key)))
             roots.append(value if value.is_absolute() else paths.data_dir / value)
     return roots

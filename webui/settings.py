@@ -48,6 +48,11 @@ class Option:
     choices: tuple | None = None
     is_path: bool = False  # a folder the app writes to: API changes are confined (webui.security.paths)
 
+    @property
+    def is_output_folder(self) -> bool:
+        """A folder images are written to: marked `is_path`, or named `outdir_*` as all of A1111's are."""
+        return self.is_path or self.key.startswith("outdir_")
+
     def check(self, value: Any) -> Any:
         """Return the value coerced to this option's type, or raise SettingsError."""
         kind = type(self.default)
@@ -101,6 +106,13 @@ OPTIONS: tuple[Option, ...] = (
            is_path=True),
     Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images", is_path=True),
     Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
+    Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images", is_path=True),
+    Option("ESRGAN_tile", 192, "Tile size for ESRGAN-family upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN-family upscalers, in pixels", "Upscaling", 0, 48),
+    Option("SWIN_tile", 192, "Tile size for SwinIR upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("SWIN_tile_overlap", 8, "Tile overlap for SwinIR upscalers, in pixels", "Upscaling", 0, 48),
+    Option("DAT_tile", 192, "Tile size for DAT upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("DAT_tile_overlap", 8, "Tile overlap for DAT upscalers, in pixels", "Upscaling", 0, 48),
 )
 
 

@@ -45,7 +45,7 @@ def output_dir_problems(changes: dict[str, Any], options: dict, data_dir: Path, 
     out = []
     for key, value in changes.items():
         option = options.get(key)
-        if option is not None and getattr(option, "is_path", False):
+        if option is not None and getattr(option, "is_output_folder", False):
             problem = confined_problem(value, data_dir, roots)
             if problem:
                 out.append({"field": f"{prefix}{key}", "message": problem})
