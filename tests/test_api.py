@@ -415,9 +415,11 @@ def test_mcp_txt2img_tool_uses_the_queue(ctx):
     from webui.ui.mcp_tools import make_txt2img_tool
 
     tool = make_txt2img_tool(ctx)
-    image = tool("a cat", steps=2, seed=8)
-    assert image.size == (64, 64)  # 0 means the checkpoint's native size (64 for the tiny model)
-    assert "Seed: 8," in image.info["parameters"]
+    file = tool("a cat", steps=2, seed=8)  # Gradio FileData: MCP sends it as image content
+    assert file["meta"]["_type"] == "gradio.FileData" and file["mime_type"] == "image/png"
+    with Image.open(file["path"]) as image:
+        assert image.size == (64, 64)  # 0 means the checkpoint's native size (64 for the tiny model)
+        assert "Seed: 8," in image.info["parameters"]
     assert ctx.queue.get(ctx.queue.completed_order[-1]).source == "mcp"
     import gradio as gr
 

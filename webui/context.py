@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
 from webui.models.upscalers import UpscalerManager
 from webui.paths import Paths
+from webui.security.policy import SecurityPolicy
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class AppContext:
     upscalers: UpscalerManager
     status: str = ""  # the one-line model status shown in the UI header
     startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
 
     @property
     def loading(self) -> bool:
@@ -49,7 +51,11 @@ class AppContext:
         return self.submit_generation(request, source)
 
     def submit_generation(self, request: GenerationRequest | OutpaintJob, source: str = "ui") -> Job:
-        """Queue a txt2img / img2img / inpaint request (or an outpainting job); kind "txt2img" or "img2img"."""
+        """Queue a txt2img / img2img / inpaint request (or an outpainting job); kind "txt2img" or "img2img".
+
+        Raises RequestError when the request is over budget (webui/security/budget.py).
+        """
+        self.security.budget.check(request.request if isinstance(request, OutpaintJob) else request)
         kind = "img2img" if isinstance(request, OutpaintJob) or request.mode != "txt2img" else "txt2img"
         return self.queue.submit(request, kind=kind, source=source)
 
@@ -151,7 +157,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         status = models.startup(args.ckpt)
         log.info(status)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                     core=core, queue=queue, upscalers=upscalers, status=status)
+                     core=core, queue=queue, upscalers=upscalers, status=status,
+                     security=SecurityPolicy.from_args(args, paths.data_dir))
     contexts.append(ctx)
     if load_in_background:
         ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")

@@ -25,6 +25,7 @@ from webui.generation import samplers
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.images import png_info
 from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.security.paths import api_output_dir_problems
 from webui.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ def _overrides(body: Txt2ImgRequest, ctx, errors: list[FieldError], ignored: lis
                 kept[key] = option.check(value)
             except SettingsError as exc:
                 errors.append(FieldError(name, str(exc)))
+            else:  # hardening: an output folder a request sets stays inside the data dir (docs/security.md)
+                problems = api_output_dir_problems(ctx, {key: kept[key]}, "override_settings.")
+                errors += [FieldError(p["field"], p["message"]) for p in problems]
         elif key in REFUSED_OVERRIDES:
             if value not in REFUSED_OVERRIDES[key]:
                 errors.append(FieldError(name, f"not supported here unless {' or '.join(map(repr, REFUSED_OVERRIDES[key][:1]))}"
@@ -200,6 +204,7 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
         request = None
     if request is not None:
         errors.extend(_check_eta(body, request.sampler_name))
+        errors.extend(ctx.security.budget.problems(request))  # hardening: before any checkpoint swap
         unknown = [s for s in request.styles if s not in ctx.styles]
         if unknown:
             errors.append(FieldError("styles", f"unknown style(s): {', '.join(unknown)}; "

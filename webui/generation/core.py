@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, tiling, vae_codec
+from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, tiling
+from webui.generation.interruptible_decode import decode_latents  # hardening: interrupt between images/tiles
 from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
@@ -242,7 +243,10 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             if progress.skipped and not progress.interrupted:
                 continue  # A1111's Skip: drop this batch, go on with the next
             t2 = time.perf_counter()
-            pixels = vae_codec.decode(pipe, latents)
+            # Image by image (big ones tile by tile), so an interrupt frees the queue (hardening).
+            pixels = decode_latents(pipe, latents, lambda: progress.interrupted)
+            if pixels is None:
+                break  # interrupted before an image of this batch was finished
             batch_images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
             decoding += time.perf_counter() - t2
             for i, image in enumerate(batch_images):

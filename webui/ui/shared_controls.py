@@ -193,7 +193,11 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
         return
     for number, request in enumerate(requests):
         prefix = f"Image {number + 1} of {total}: " if total > 1 else ""
-        job = ctx.submit_generation(request, source="ui")
+        try:
+            job = ctx.submit_generation(request, source="ui")  # refuses requests over budget (webui/security)
+        except (RequestError, ValueError) as exc:
+            yield "", gr.update(visible=False), keep, keep, error_html(str(exc), tab), keep, keep, keep, keep
+            return
         while not job.done:
             position = ctx.queue.position(job)
             if position:
