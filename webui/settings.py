@@ -72,6 +72,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images"),
     Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images"),
     Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
+    Option("hires_fix_refiner_pass", "second pass", "Hires fix: which pass to enable the refiner for",
+           "Stable Diffusion", choices=("first pass", "second pass", "both passes")),
     Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images"),
     Option("ESRGAN_tile", 192, "Tile size for ESRGAN-family upscalers (0 = no tiling)", "Upscaling", 0, 512),
     Option("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN-family upscalers, in pixels", "Upscaling", 0, 48),
