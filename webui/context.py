@@ -12,6 +12,7 @@ from webui.devices import DevicePolicy
 from webui.generation.core import CoreContext, generate
 from webui.generation.outpaint import OutpaintJob, run_outpaint
 from webui.generation.postprocess import run_extras
+from webui.generation.refiner import RefinerFeature
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
@@ -121,12 +122,12 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     contexts: list[AppContext] = []
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
-    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION)
-
     upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
                                 half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
                                 extra_dirs=dict(paths.upscaler_dirs))
+    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
+                       styles=styles, version=VERSION, upscalers=upscalers)
+    core.features.append(RefinerFeature(models, settings))
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job

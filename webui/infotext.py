@@ -182,6 +182,18 @@ _FIELD_MAP: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("Mask blur", "mask_blur_y", int),
     ("Masked area padding", "inpaint_full_res_padding", int),
     ("Noise multiplier", "initial_noise_multiplier", float),
+    ("Hires upscale", "hr_scale", float),
+    ("Hires resize-1", "hr_resize_x", int),
+    ("Hires resize-2", "hr_resize_y", int),
+    ("Hires steps", "hr_second_pass_steps", int),
+    ("Hires upscaler", "hr_upscaler", str),
+    ("Hires sampler", "hr_sampler_name", str),
+    ("Hires schedule type", "hr_scheduler", str),
+    ("Hires prompt", "hr_prompt", str),
+    ("Hires negative prompt", "hr_negative_prompt", str),
+    ("Hires checkpoint", "hr_checkpoint_name", str),
+    ("Refiner", "refiner_checkpoint", str),
+    ("Refiner switch at", "refiner_switch_at", float),
 )
 
 # infotext key -> (field, {written value: field value}) for the img2img choice keys.
@@ -220,6 +232,10 @@ def infotext_to_request_fields(params: dict[str, Any]) -> dict[str, Any]:
     for key, name, values in _CHOICE_MAP:
         if key in params and name in names:
             fields[name] = values.get(params[key], params[key])
+    # A1111: the Hires. fix box is ticked when the text has a denoising strength and a hires key.
+    if "Denoising strength" in params and any(k in params for k in ("Hires upscale", "Hires upscaler",
+                                                                       "Hires resize-1")):
+        fields["enable_hr"] = True
     fields.setdefault("clip_skip", 1)
     fields.setdefault("subseed_strength", 0.0)
 

@@ -106,6 +106,8 @@ OPTIONS: tuple[Option, ...] = (
            is_path=True),
     Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images", is_path=True),
     Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
+    Option("hires_fix_refiner_pass", "second pass", "Hires fix: which pass to enable the refiner for",
+           "Stable Diffusion", choices=("first pass", "second pass", "both passes")),
     Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images", is_path=True),
     Option("ESRGAN_tile", 192, "Tile size for ESRGAN-family upscalers (0 = no tiling)", "Upscaling", 0, 512),
     Option("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN-family upscalers, in pixels", "Upscaling", 0, 48),

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, guidance, img2img, pipelines, previews, samplers, seeds, tiling
+from webui.generation import conditioning, guidance, hires, img2img, pipelines, previews, samplers, seeds, tiling
 from webui.generation.interruptible_decode import decode_latents  # hardening: interrupt between images/tiles
 from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
@@ -48,6 +48,7 @@ class CoreContext:
     version: str | None = None
     features: list[Feature] = field(default_factory=list)  # prepared into every job, in order
     pipelines: pipelines.PipelineCache = field(default_factory=pipelines.PipelineCache)
+    upscalers: Any = None  # webui.models.upscalers.UpscalerManager (hires fix's pixel upscalers)
 
 
 @dataclass
@@ -188,12 +189,17 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         scheduler = samplers.build_scheduler(model.scheduler_config, req.sampler_name, req.scheduler,
                                              sdxl=pipelines.family(pipe) == "sdxl")
         t0 = time.perf_counter()
-        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip,
-                         comma_backtrack=setting(req, ctx.settings, "comma_padding_backtrack"))
+        backtrack = setting(req, ctx.settings, "comma_padding_backtrack")
+        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip, comma_backtrack=backtrack)
         cond = encode(p.prompt, p.negative_prompt, steps=req.steps)
         # Prompt editing, alternation and AND per model call (the UNet hook is only installed when used).
         plan = guidance.build_plan(p.prompt, p.negative_prompt, samplers.prompt_steps(req.sampler_name, req.steps),
                                    encode, cond)
+        hr = hires.plan(p, ctx, cond, clip_skip, backtrack)  # None unless hires fix is on
+        hr_plan = None if hr is None else guidance.build_plan(
+            hr.prompt, hr.negative_prompt, samplers.prompt_steps(hr.sampler_name, hr.run_steps),
+            partial(conditioning.encode_prompts, hr.model.pipe, clip_skip=clip_skip, comma_backtrack=backtrack),
+            hr.cond)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)
@@ -206,6 +212,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         if nine_channel:
             extra["Conditional mask weight"] = "1.0"  # A1111 writes the float's str()
         timings["prepare"] = time.perf_counter() - t0
+        if hr is not None:
+            extra.update(hr.infotext)
         p.comments.extend(init.comments if init is not None else [])
         schedule_steps, run_steps = (img2img.sampling_steps(req.steps, req.denoising_strength) if init is not None
                                      else (req.steps, req.steps))
@@ -223,7 +231,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             first = batch_no * req.batch_size
             batch_seeds = seed_list[first:first + req.batch_size]
             batch_subseeds = subseed_list[first:first + req.batch_size]
-            progress.begin_batch(batch_no, req.n_iter, run_steps)
+            passes = 2 if hr is not None else 1  # hires fix: each batch shows as two jobs, as in A1111
+            progress.begin_batch(batch_no * passes, req.n_iter * passes, run_steps)
             generators = seeds.make_generators(batch_seeds)
             noise = seeds.make_noise(latent_shape, batch_seeds, batch_subseeds, req.subseed_strength,
                                      generators=generators, resize_from=resize_from)
@@ -239,15 +248,20 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                     pipe, init, req.batch_size, 0, req.width, req.height, req.mask_round)
             t1 = time.perf_counter()
             latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress, plan)
+            decoder = pipe
+            if hr is not None and not progress.should_stop():
+                latents = hires.second_pass(hr, p, ctx, latents, batch_seeds, batch_subseeds, batch_no, progress,
+                                            sample, SamplingPass, hr_plan)
+                decoder = hr.model.pipe
             sampling += time.perf_counter() - t1
             if progress.skipped and not progress.interrupted:
                 continue  # A1111's Skip: drop this batch, go on with the next
             t2 = time.perf_counter()
             # Image by image (big ones tile by tile), so an interrupt frees the queue (hardening).
-            pixels = decode_latents(pipe, latents, lambda: progress.interrupted)
+            pixels = decode_latents(decoder, latents, lambda: progress.interrupted)
             if pixels is None:
                 break  # interrupted before an image of this batch was finished
-            batch_images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
+            batch_images = decoder.image_processor.postprocess(pixels.float(), output_type="pil")
             decoding += time.perf_counter() - t2
             for i, image in enumerate(batch_images):
                 for hook in p.image_hooks():

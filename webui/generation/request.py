@@ -85,6 +85,20 @@ class GenerationRequest:
     inpainting_mask_invert: int | str = 0  # 0 Inpaint masked, 1 Inpaint not masked
     initial_noise_multiplier: float = 1.0
     latent_mask: Image.Image | None = None  # outpainting: a tighter mask for the latent blend than for the overlay
+    # --- hires fix and refiner (A1111's txt2img fields; empty names mean "same as the first pass")
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str = ""
+    hr_sampler_name: str = ""
+    hr_scheduler: str = ""
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    refiner_checkpoint: str = ""
+    refiner_switch_at: float = 0.8
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -141,6 +155,8 @@ class GenerationRequest:
         from webui.generation.image_fields import validate_image_fields
 
         validate_image_fields(self, out, errors)  # may set width/height (scale_by) and batch_size
+        from webui.generation.hires_fields import validate_hires_fields
+
 
         for name in ("width", "height"):
             raw = out.get(name, getattr(self, name))
@@ -162,6 +178,7 @@ class GenerationRequest:
         out["subseed_strength"] = _check_float("subseed_strength", self.subseed_strength, 0.0, 1.0, errors)
 
         out["sampler_name"], out["scheduler"] = _check_sampler(self.sampler_name, self.scheduler, errors)
+        validate_hires_fields(self, out, errors)  # after width/height: checks the hires size
 
         if not isinstance(self.override_settings, dict):
             errors.append(FieldError("override_settings",
