@@ -86,6 +86,8 @@ def one_start(ckpt: Path | None, generate: bool, timeout: float) -> dict[str, fl
             time.sleep(0.05)
         if generate:
             t0 = time.perf_counter()
+            while _get(f"{url}sdapi/v1/samplers")[0] != 200:  # the API is mounted just after Gradio answers
+                time.sleep(0.05)
             status, answer = _post(f"{url}sdapi/v1/txt2img", {"prompt": "a red circle", "steps": 4, "width": 64,
                                                               "height": 64, "seed": 1})
             result["first_image"] = time.perf_counter() - started

@@ -364,10 +364,15 @@ def test_listings_have_a1111_shapes(ctx, client):
     samplers = client.get("/sdapi/v1/samplers").json()
     dpm = next(s for s in samplers if s["name"] == "DPM++ 2M")
     assert dpm == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
-    assert "DPM++ 2S a" not in {s["name"] for s in samplers}  # unavailable here: not offered
+    assert len(samplers) == 20 and {"DPM++ 2S a", "DPM adaptive", "Restart", "DDIM CFG++"} <= {s["name"] for s in samplers}
+    heun = next(s for s in samplers if s["name"] == "Heun")
+    assert heun["options"] == {"second_order": True}
     schedulers = client.get("/sdapi/v1/schedulers").json()
     assert {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0,
             "need_inner_model": False} in schedulers
+    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras", "Exponential", "Polyexponential",
+                                                "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal",
+                                                "DDIM", "Beta"]
     flags = client.get("/sdapi/v1/cmd-flags").json()
     assert flags["api"] is True and flags["ckpt_dir"] == str(ctx.args.ckpt_dir)
     memory = client.get("/sdapi/v1/memory").json()

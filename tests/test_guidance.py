@@ -97,7 +97,7 @@ def test_and_combines_guidance_as_a1111_and_the_pipeline_cfg_finishes_it():
         out = unet(pipeline_batch, 10, encoder_hidden_states=torch.zeros(4, 77, 4), return_dict=False)[0]
     # The hook ran one batch: uncond + 3 sub-prompts, padded to the longest (154 tokens): sub-prompts by
     # repeating their last vector (A1111), the negative with the empty prompt's chunk (as the core pads).
-    hidden = hook.seen[0]
+    hidden = hook.last_hidden
     assert hidden.shape == (8, 154, 4)
     c1, c2, c3 = code("one"), code(" two"), code(" long three")
     eps_u = x * ((-code("neg") + code("")) / 2)

@@ -48,7 +48,14 @@ _SCHEDULE_ROWS = {
     samplers.UNIFORM: ("uniform", None, -1, True),
     samplers.KARRAS: ("karras", None, 7.0, False),
     samplers.EXPONENTIAL: ("exponential", None, -1, False),
+    samplers.POLYEXPONENTIAL: ("polyexponential", None, 1.0, False),
     samplers.SGM_UNIFORM: ("sgm_uniform", ["SGMUniform"], -1, True),
+    samplers.KL_OPTIMAL: ("kl_optimal", None, -1, False),
+    samplers.ALIGN_YOUR_STEPS: ("align_your_steps", None, -1, False),
+    samplers.SIMPLE: ("simple", None, -1, True),
+    samplers.NORMAL: ("normal", None, -1, True),
+    samplers.DDIM_SCHEDULE: ("ddim", None, -1, True),
+    samplers.BETA: ("beta", None, -1, True),
 }
 _SECRET_FLAGS = ("api_auth", "gradio_auth")
 
@@ -278,6 +285,8 @@ def build_router(ctx) -> APIRouter:
                 options["scheduler"] = _SCHEDULE_ROWS[spec.default_schedule][0]
             if spec.stochastic:
                 options["uses_ensd"] = True
+            if spec.second_order:
+                options["second_order"] = True
             out.append(m.SamplerItem(name=spec.name, aliases=list(spec.aliases), options=options))
         return out
 

@@ -155,7 +155,7 @@ class _Hook:
         self.forward, self.plan, self.batch_size = forward, plan, batch_size
         self.scheduler, self.guidance_scale = scheduler, guidance_scale
         self.calls = 0
-        self.seen: list[torch.Tensor] = []  # encoder_hidden_states of each call (tests and debugging)
+        self.last_hidden: torch.Tensor | None = None  # the last call's encoder_hidden_states (tests, debugging)
 
     @staticmethod
     def _wrap(result: torch.Tensor, out, return_dict: bool):
@@ -200,7 +200,7 @@ class _Hook:
             conds = [_pad_chunks(c, length, self.plan.empty().embeds) for c in conds]
         ref = encoder_hidden_states
         hidden = torch.cat([t.to(ref.device, ref.dtype).expand(b, -1, -1) for t in [uncond] + conds])
-        self.seen.append(hidden)
+        self.last_hidden = hidden
         kwargs = {key: _remap(value, index, n) for key, value in kwargs.items()}
         added = kwargs.get("added_cond_kwargs")
         if added and negative.pooled is not None and "text_embeds" in added:

@@ -22,13 +22,21 @@ seeded per image by ``seed_scheduler(scheduler, batch_seeds)``.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import diffusers
-from diffusers.utils import is_scipy_available, is_torchsde_available
+
+# Availability without importing the packages (or diffusers): the UI and API list samplers at start-up.
+def is_scipy_available() -> bool:
+    return importlib.util.find_spec("scipy") is not None
+
+
+def is_torchsde_available() -> bool:
+    return importlib.util.find_spec("torchsde") is not None
+
 
 AUTOMATIC = "Automatic"
 UNIFORM = "Uniform"
@@ -272,6 +280,8 @@ def _init_params(cls) -> set[str]:
 
 
 def _scheduler_class(name: str):
+    import diffusers
+
     from webui.generation.ksamplers import KDiffusionScheduler
     from webui.generation.ksamplers.ddim import A1111DDIMScheduler
 

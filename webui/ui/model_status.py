@@ -26,10 +26,20 @@ def attach_model_status(demo: gr.Blocks, ctx, checkpoint: gr.Dropdown, status: g
         # The size sliders were built before the model existed: give them its native size, unless changed.
         if model is not None and built_while_loading and (int(w), int(h)) == built_size:
             size = model.native_size, model.native_size
-        return (gr.update(choices=titles, value=model.info.title if model else None), html.escape(line), *size,
-                gr.Timer(active=ctx.loading))
+        return gr.update(choices=titles, value=model.info.title if model else None), html.escape(line), *size
+
+    def line() -> str:
+        model = None if ctx.loading else ctx.models.current()
+        return html.escape(model_line(ctx, model) if model is not None else ctx.status)
+
+    def poll():
+        # Only the status line while loading (other outputs would flash Gradio's pending marker every tick).
+        return line(), gr.Timer(active=ctx.loading)
 
     timer = gr.Timer(1.0, active=ctx.loading)
-    outputs = [checkpoint, status, width, height, timer]
-    timer.tick(refresh, [width, height], outputs, show_progress="hidden", api_visibility="private")
-    demo.load(refresh, [width, height], outputs, show_progress="hidden", api_visibility="private")
+    timer.tick(poll, None, [status, timer], show_progress="hidden", api_visibility="private")
+    # When the line changes (loaded), bring the dropdown and the size along, once.
+    status.change(lambda w, h: (lambda c, _, *size: (c, *size))(*refresh(w, h)), [width, height],
+                  [checkpoint, width, height], show_progress="hidden", api_visibility="private")
+    demo.load(refresh, [width, height], [checkpoint, status, width, height], show_progress="hidden",
+              api_visibility="private")
