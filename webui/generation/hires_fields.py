@@ -13,6 +13,7 @@ MAX_HIRES_SIDE = 8192
 SAME_CHECKPOINT = ("", "Use same checkpoint")
 SAME_SAMPLER = ("", "Use same sampler")
 SAME_SCHEDULER = ("", "Use same scheduler")
+NO_REFINER = ("", "None")
 
 
 def target_size(width: int, height: int, hr_scale: float, hr_resize_x: int, hr_resize_y: int
@@ -65,6 +66,8 @@ def validate_hires_fields(req, out: dict[str, Any], errors: list) -> None:
         out["hr_scheduler"] = schedule
     if out["hr_checkpoint_name"] in SAME_CHECKPOINT:
         out["hr_checkpoint_name"] = ""
+    if out["refiner_checkpoint"] in NO_REFINER:
+        out["refiner_checkpoint"] = ""
     if not req.enable_hr:
         return
     if req.mode != "txt2img":
