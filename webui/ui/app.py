@@ -73,8 +73,7 @@ def build_ui(ctx) -> gr.Blocks:
         wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
                         img2img_inputs.INPAINT)
         for gallery_tab in (txt2img, img2img):
-            wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output.last_images, gallery_tab.output.selected,
-                                extras, tabs)
+            wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output, extras, tabs)
         pnginfo.send_to_extras.click(lambda image: (image, gr.Tabs(selected="extras")), pnginfo.image,
                                      [extras.image, tabs], show_progress="hidden", api_visibility="private")
         # The Clip skip sliders mirror the setting (A1111 keeps it in quicksettings).

@@ -70,7 +70,7 @@ def build_extras(ctx) -> ExtrasTab:
         with gr.Column():
             with gr.Tabs(elem_id="mode_extras"):
                 with gr.Tab("Single Image", id="extras_single_tab", elem_id="extras_single_tab") as single_tab:
-                    image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"],
+                    image = gr.Image(label="Source", type="pil", sources=["upload", "clipboard"], format="png",
                                      elem_id="extras_image", height=320)
                 with gr.Tab("Batch Process", id="extras_batch_process_tab",
                             elem_id="extras_batch_process_tab") as batch_tab:
@@ -154,14 +154,16 @@ def build_extras(ctx) -> ExtrasTab:
     return ExtrasTab(image, mode)
 
 
-def wire_send_to_extras(button: gr.Button, source_images, selected, target: ExtrasTab, main_tabs: gr.Tabs) -> None:
-    """A gallery's "Send to extras": the clicked (or first) image into Single Image, then switch tabs."""
-    def go(images, index):
+def wire_send_to_extras(button: gr.Button, output, target: ExtrasTab, main_tabs: gr.Tabs) -> None:
+    """A gallery's "Send to extras": the clicked (or first) image, with its infotext, into Single Image."""
+    def go(images, infotexts, index):
         if not images:
             return gr.update(), gr.Tabs()
         index = index if index is not None and index < len(images) else 0
-        image = images[index]
+        image = images[index].copy()
+        if index < len(infotexts or []):
+            image.info["parameters"] = infotexts[index]  # Extras keeps the original's parameters
         return image, gr.Tabs(selected=TAB)
 
-    button.click(go, [source_images, selected], [target.image, main_tabs], show_progress="hidden",
-                 api_visibility="private")
+    button.click(go, [output.last_images, output.last_infotexts, output.selected], [target.image, main_tabs],
+                 show_progress="hidden", api_visibility="private")
