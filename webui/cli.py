@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="textual-inversion embeddings folder (default: DATA/embeddings)")
     paths.add_argument("--controlnet-dir", type=Path, default=None,
                        help="ControlNet folder (default: DATA/models/ControlNet)")
+    paths.add_argument("--hide-ui-dir-config", action="store_true",
+                       help="refuse server folders typed into the UI (img2img and Extras batch from directory)")
     for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
         paths.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
                            help=f"{folder} upscaler folder (default: DATA/models/{folder})")

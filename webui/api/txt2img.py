@@ -33,10 +33,7 @@ log = logging.getLogger(__name__)
 # Fields that are ignored (with a warning when not at their default): no effect on the image here.
 IGNORED_FIELDS = (
     "do_not_save_samples", "do_not_save_grid",  # A1111's API replaces both with `save_images`
-    "denoising_strength",  # only used by hires fix, which is off (enable_hr true is refused)
-    "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
-    "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
-    "refiner_switch_at",  # no refiner (a refiner_checkpoint is refused)
+    "firstphase_width", "firstphase_height",  # A1111's pre-1.0 hires fields, ignored by A1111 too
     "script_args",  # no script (a script_name is refused)
     "comments", "force_task_id", "disable_extra_networks",
     "image_cfg_scale",  # img2img: only instruct-pix2pix models use it (A1111 ignores it for the rest too)
@@ -72,18 +69,15 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
     def refuse(name: str, message: str) -> None:
         errors.append(FieldError(name, message))
 
-    if getattr(body, "enable_hr", False):
-        refuse("enable_hr", "hires fix is not implemented yet; send enable_hr: false")
     if body.restore_faces:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
     if body.script_name and body.script_name.strip().lower() not in ("", "none"):
         refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
     if body.alwayson_scripts:
         refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, body.alwayson_scripts))}")
-    if body.refiner_checkpoint and body.refiner_checkpoint.strip().lower() not in ("", "none"):
-        refuse("refiner_checkpoint", "the refiner is not implemented; leave refiner_checkpoint empty")
     if getattr(body, "firstpass_image", None):
-        refuse("firstpass_image", "a first-pass image needs hires fix, which is not implemented")
+        refuse("firstpass_image", "starting hires fix from a given first-pass image is not implemented; "
+                                  "send the image to /sdapi/v1/img2img instead")
     # k-diffusion's noise knobs: their defaults are what our samplers do; other values are not.
     for name, defaults in (("s_min_uncond", (0,)), ("s_churn", (0,)), ("s_tmin", (0,)),
                            ("s_tmax", (0, math.inf)), ("s_noise", (1,))):
@@ -92,6 +86,56 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
             allowed = " or ".join(str(d) for d in defaults)
             refuse(name, f"only the default ({allowed}) is supported, got {value:g}")
     return errors
+
+
+def _hires_fields(body) -> dict[str, Any]:
+    """Hires fix (txt2img) and refiner (both) fields of an A1111 body, with A1111's API defaults."""
+    data: dict[str, Any] = {"refiner_checkpoint": body.refiner_checkpoint or "",
+                            "refiner_switch_at": 0.8 if body.refiner_switch_at is None else body.refiner_switch_at}
+    if getattr(body, "enable_hr", False):
+        data.update(enable_hr=True, hr_scale=body.hr_scale, hr_upscaler=body.hr_upscaler or "Latent",
+                    hr_second_pass_steps=body.hr_second_pass_steps, hr_resize_x=body.hr_resize_x,
+                    hr_resize_y=body.hr_resize_y, hr_checkpoint_name=body.hr_checkpoint_name or "",
+                    hr_sampler_name=body.hr_sampler_name or "", hr_scheduler=body.hr_scheduler or "",
+                    hr_prompt=body.hr_prompt or "", hr_negative_prompt=body.hr_negative_prompt or "",
+                    denoising_strength=0.75 if body.denoising_strength is None else body.denoising_strength)
+    return data
+
+
+def _hires_problems(request: GenerationRequest, ctx) -> list[FieldError]:
+    """Names that only the running app knows: upscalers and checkpoints (422 before queueing)."""
+    from webui.models.upscalers import LATENT_MODES
+
+    errors = []
+    if request.enable_hr and request.hr_upscaler not in LATENT_MODES and ctx.upscalers.find(request.hr_upscaler) is None:
+        errors.append(FieldError("hr_upscaler", f"unknown upscaler {request.hr_upscaler!r}; GET /sdapi/v1/upscalers "
+                                                "and /sdapi/v1/latent-upscale-modes list them"))
+    current = ctx.models.current()
+    for name in ("hr_checkpoint_name", "refiner_checkpoint"):
+        value = getattr(request, name)
+        info = ctx.models.find(value) if value else None
+        if value and info is None:
+            errors.append(FieldError(name, f"no checkpoint matches {value!r}; GET /sdapi/v1/sd-models lists them"))
+        elif info is not None and current is not None:
+            problem = _latent_mismatch(ctx, info, current)
+            if problem:
+                errors.append(FieldError(name, problem))
+    return errors
+
+
+def _latent_mismatch(ctx, info, current) -> str | None:
+    """Why a second checkpoint cannot continue the current model's latents (header probe only), or None."""
+    from webui.generation.hires import latent_family
+    from webui.models.probe import probe_checkpoint
+
+    try:
+        arch = probe_checkpoint(info.filename, configs_dir=ctx.paths.configs_dir).arch
+    except Exception:  # an unreadable file fails the job later with the loader's own message
+        return None
+    if latent_family(arch) == latent_family(current.arch):
+        return None
+    return f"{info.title} is a {arch} model; it cannot continue the latents of {current.info.title} ({current.arch})"
+
 
 
 def _check_eta(body: Txt2ImgRequest, sampler_name: str) -> list[FieldError]:
@@ -185,6 +229,7 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
         "seed_resize_from_w": -1 if body.seed_resize_from_w is None else body.seed_resize_from_w,
         "seed_resize_from_h": -1 if body.seed_resize_from_h is None else body.seed_resize_from_h,
     }
+    data.update(_hires_fields(body))
     data.update(extra or {})
     data.update(_from_infotext(body))
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
@@ -205,6 +250,7 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
     if request is not None:
         errors.extend(_check_eta(body, request.sampler_name))
         errors.extend(ctx.security.budget.problems(request))  # hardening: before any checkpoint swap
+        errors.extend(_hires_problems(request, ctx))
         unknown = [s for s in request.styles if s not in ctx.styles]
         if unknown:
             errors.append(FieldError("styles", f"unknown style(s): {', '.join(unknown)}; "
@@ -262,7 +308,7 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "sd_vae_hash": first.get("VAE hash"),
         "seed_resize_from_w": body.seed_resize_from_w if body.seed_resize_from_w is not None else -1,
         "seed_resize_from_h": body.seed_resize_from_h if body.seed_resize_from_h is not None else -1,
-        "denoising_strength": req.denoising_strength if req.mode != "txt2img" else body.denoising_strength,
+        "denoising_strength": req.denoising_strength if req.mode != "txt2img" or req.enable_hr else body.denoising_strength,
         "extra_generation_params": {k: v for k, v in first.items() if k not in _STANDARD_INFOTEXT_KEYS},
         "index_of_first_image": 0,  # no grid in API results: A1111 adds one only when saving grids
         "infotexts": result.infotexts,

@@ -159,7 +159,7 @@ def second_pass(hr: HiresPlan, p, ctx, latents: torch.Tensor, batch_seeds: list[
     shape = (pipe.vae.config.latent_channels, init.shape[-2], init.shape[-1])
     generators = seeds.make_generators(batch_seeds)  # fresh noise from the same seeds, as A1111's ImageRNG
     noise = seeds.make_noise(shape, batch_seeds, batch_subseeds, req.subseed_strength, generators=generators)
-    job_pass = make_pass(kind="img2img", noise=noise, seed=batch_seeds[0], width=hr.width, height=hr.height,
+    job_pass = make_pass(kind="img2img", noise=noise, seeds=batch_seeds, width=hr.width, height=hr.height,
                          steps=hr.schedule_steps, run=hr.run_steps, init=init, name="hires")
     from webui.generation import pipelines
 

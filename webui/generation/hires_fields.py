@@ -13,6 +13,7 @@ MAX_HIRES_SIDE = 8192
 SAME_CHECKPOINT = ("", "Use same checkpoint")
 SAME_SAMPLER = ("", "Use same sampler")
 SAME_SCHEDULER = ("", "Use same scheduler")
+NO_REFINER = ("", "None")
 
 
 def target_size(width: int, height: int, hr_scale: float, hr_resize_x: int, hr_resize_y: int
@@ -50,21 +51,20 @@ def validate_hires_fields(req, out: dict[str, Any], errors: list) -> None:
             errors.append(FieldError(name, f"must be text, got {_show(value)}"))
         out[name] = value or ""
     out["refiner_switch_at"] = _check_float("refiner_switch_at", req.refiner_switch_at, 0.0, 1.0, errors)
-    if out["hr_sampler_name"] in SAME_SAMPLER:
-        out["hr_sampler_name"] = ""
-        if out["hr_scheduler"] not in SAME_SCHEDULER:  # a schedule type for the first pass's sampler
-            out["hr_scheduler"] = _check_sampler(out.get("sampler_name", req.sampler_name), out["hr_scheduler"],
-                                                 [])[1] if isinstance(out["hr_scheduler"], str) else ""
-    elif isinstance(out["hr_sampler_name"], str):
-        scheduler = None if out["hr_scheduler"] in SAME_SCHEDULER else out["hr_scheduler"]
+    sampler = "" if out["hr_sampler_name"] in SAME_SAMPLER else out["hr_sampler_name"]
+    schedule = "" if out["hr_scheduler"] in SAME_SCHEDULER else out["hr_scheduler"]
+    out["hr_sampler_name"], out["hr_scheduler"] = sampler, schedule
+    if isinstance(sampler, str) and isinstance(schedule, str) and (sampler or schedule):
+        # A hires schedule type alone applies to the first pass's sampler (A1111's "Use same sampler").
         found: list = []
-        name, schedule = _check_sampler(out["hr_sampler_name"], scheduler, found)
-        errors.extend(FieldError("hr_" + e.field if not e.field.startswith("hr_") else e.field, e.message)
-                      for e in found)
-        out["hr_sampler_name"] = name
-        out["hr_scheduler"] = schedule
+        name, checked = _check_sampler(sampler or out.get("sampler_name", req.sampler_name), schedule or None, found)
+        errors.extend(FieldError(f"hr_{e.field}", e.message) for e in found)
+        out["hr_sampler_name"] = name if sampler else ""
+        out["hr_scheduler"] = checked
     if out["hr_checkpoint_name"] in SAME_CHECKPOINT:
         out["hr_checkpoint_name"] = ""
+    if out["refiner_checkpoint"] in NO_REFINER:
+        out["refiner_checkpoint"] = ""
     if not req.enable_hr:
         return
     if req.mode != "txt2img":

@@ -8,6 +8,7 @@ import gradio as gr
 
 from webui.jobs import JobFailed
 from webui.ui import img2img_inputs
+from webui.ui.extras import build_extras, wire_send_to_extras
 from webui.ui.img2img import build_img2img
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.model_status import attach_model_status
@@ -59,6 +60,8 @@ def build_ui(ctx) -> gr.Blocks:
                 txt2img = build_txt2img(ctx)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
                 img2img = build_img2img(ctx)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = build_pnginfo(txt2img, tabs, "txt2img")
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
@@ -69,6 +72,10 @@ def build_ui(ctx) -> gr.Blocks:
                         img2img_inputs.IMG2IMG)
         wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
                         img2img_inputs.INPAINT)
+        for gallery_tab in (txt2img, img2img):
+            wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output, extras, tabs)
+        pnginfo.send_to_extras.click(lambda image: (image, gr.Tabs(selected="extras")), pnginfo.image,
+                                     [extras.image, tabs], show_progress="hidden", api_visibility="private")
         # The Clip skip sliders mirror the setting (A1111 keeps it in quicksettings).
         applied.then(lambda: [ctx.settings.get("CLIP_stop_at_last_layers")] * 2, None,
                      [txt2img.clip_skip, img2img.controls.clip_skip], show_progress="hidden",

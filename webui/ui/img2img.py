@@ -50,6 +50,7 @@ class Img2ImgTab:
     inpaint_full_res: gr.Radio
     inpaint_full_res_padding: gr.Slider
     inpaint_controls: gr.Group
+    send_to_extras: gr.Button | None = None
 
     def paste_targets(self) -> dict[str, gr.components.Component]:
         """GenerationRequest field -> component, for infotext pastes (choice fields take their labels)."""
@@ -154,11 +155,13 @@ def build_img2img(ctx) -> Img2ImgTab:
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
         with gr.Column(scale=1):
             output = build_output(TAB)
+            send_to_extras = gr.Button("📐 Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
     controls = SamplingControls(sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
                                 seed, subseed, subseed_strength, clip_skip,
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
     tab = Img2ImgTab(row, controls, output, subtabs, mode, image, sketch, inpaint, denoising_strength, resize_mode,
-                     mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls)
+                     mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls,
+                     send_to_extras)
 
     for index, subtab in enumerate((t0, t1, t2, t3, t4, t5)):
         subtab.select(lambda i=index: (i, gr.update(visible=i in inputs.INPAINT_MODES),

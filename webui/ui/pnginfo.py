@@ -21,6 +21,7 @@ class PngInfoTab:
     parameters: gr.Textbox
     send_to_img2img: gr.Button
     send_to_inpaint: gr.Button
+    send_to_extras: gr.Button | None = None
 
 
 def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
@@ -35,6 +36,7 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
                 send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
                 send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img")
                 send_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_to_inpaint")
+                send_extras = gr.Button("Send to extras", elem_id="pnginfo_send_to_extras")
 
     def read(img):
         if img is None:
@@ -63,4 +65,4 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
         return updates + [gr.Tabs(selected=txt2img_tab_id)]
 
     send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden", api_visibility="private")
-    return PngInfoTab(image, raw, send_img2img, send_inpaint)
+    return PngInfoTab(image, raw, send_img2img, send_inpaint, send_extras)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.generation.request import GenerationRequest
+from webui.ui.hires_controls import HiresControls, build_hires, wire_hires
 from webui.ui.shared_controls import (
     OutputPanel,
     PromptRow,
@@ -32,6 +33,8 @@ class Txt2ImgTab:
     output: OutputPanel
     send_to_img2img: gr.Button
     send_to_inpaint: gr.Button
+    hires: HiresControls
+    send_to_extras: gr.Button | None = None
 
     @property
     def width(self):
@@ -48,7 +51,7 @@ class Txt2ImgTab:
     def field_map(self) -> dict[str, gr.components.Component]:
         """GenerationRequest field name -> component."""
         return {"prompt": self.row.prompt, "negative_prompt": self.row.negative_prompt, "styles": self.row.styles,
-                **self.controls.field_map()}
+                **self.controls.field_map(), **self.hires.field_map()}
 
 
 def build_txt2img(ctx) -> Txt2ImgTab:
@@ -66,15 +69,18 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                     batch_count, batch_size = build_batch(TAB)
             cfg_scale = build_cfg(TAB)
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
+            hires = build_hires(ctx, TAB)
         with gr.Column(scale=1):
             output = build_output(TAB)
             with gr.Row(elem_id=f"{TAB}_send_row"):
                 send_to_img2img = gr.Button("🖼️ Send to img2img", elem_id=f"{TAB}_send_to_img2img", size="sm")
                 send_to_inpaint = gr.Button("🎨️ Send to inpaint", elem_id=f"{TAB}_send_to_inpaint", size="sm")
+                send_to_extras = gr.Button("📐 Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
     controls = SamplingControls(sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
                                 seed, subseed, subseed_strength, clip_skip,
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
-    tab = Txt2ImgTab(row, controls, output, send_to_img2img, send_to_inpaint)
+    tab = Txt2ImgTab(row, controls, output, send_to_img2img, send_to_inpaint, hires, send_to_extras)
+    wire_hires(hires, width, height)
     names = list(tab.field_map())
 
     def make_requests(*values):
