@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="textual-inversion embeddings folder (default: DATA/embeddings)")
     paths.add_argument("--controlnet-dir", type=Path, default=None,
                        help="ControlNet folder (default: DATA/models/ControlNet)")
+    # Networks (issue 11): the folders A1111 has flags for besides --lora-dir / --embeddings-dir / --vae-dir.
+    paths.add_argument("--hypernetwork-dir", type=Path, default=None,
+                       help="hypernetworks folder (default: DATA/models/hypernetworks)")
+    paths.add_argument("--lyco-dir-backcompat", type=Path, default=None,
+                       help="second LoRA folder, for files of the old LyCORIS extension (default: DATA/models/LyCORIS)")
 
     safety = p.add_argument_group("safety")
     safety.add_argument("--enable-insecure-extension-access", action="store_true",

@@ -12,6 +12,7 @@ from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
+from webui.models.networks.manager import NetworkManager
 from webui.paths import Paths
 from webui.settings import Settings
 
@@ -30,6 +31,7 @@ class AppContext:
     core: CoreContext
     queue: JobQueue
     status: str = ""  # the one-line model status shown in the UI header
+    networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a txt2img request; every entry point goes through here."""
@@ -38,6 +40,10 @@ class AppContext:
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
         return self.queue.submit(name, kind="checkpoint", source=source)
+
+    def submit_vae(self, choice: str, source: str = "ui") -> Job:
+        """Queue an sd_vae change (quicksettings, /options), so it lands between generations."""
+        return self.queue.submit(choice, kind="vae", source=source)
 
 
 def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, progress):
@@ -77,18 +83,21 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     """Create the model manager, styles, core and the started job queue; load the startup model."""
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
+    networks = NetworkManager.from_paths(paths, settings, args)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION)
+                       styles=styles, version=VERSION, networks=networks)
 
     def run(job: Job):
         if job.kind == "txt2img":
             return generate_with_checkpoint(job.payload, core, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             return models.select(job.payload)
+        if job.kind == "vae":
+            return networks.select_vae(models, job.payload)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
     status = models.startup(args.ckpt)
     log.info(status)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, status=status)
+                      core=core, queue=queue, status=status, networks=networks)

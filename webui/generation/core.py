@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from webui.generation.request import FieldError, GenerationRequest, GenerationRe
 from webui.generation.styles import StyleStore, apply_styles
 from webui.images import ImageSaver, NameFields, expand_pattern, image_grid
 from webui.infotext import build_infotext
+from webui.models.networks.manager import job_networks
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class CoreContext:
     data_dir: Path
     styles: StyleStore | None = None
     version: str | None = None
+    networks: Any = None  # webui.models.networks.manager.NetworkManager (VAE, LoRA, embeddings, hypernetworks)
 
 
 def _setting(request: GenerationRequest, settings: Settings, key: str):
@@ -86,15 +89,18 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         raise RequestError([FieldError("override_settings", f"CLIP_stop_at_last_layers must be 1..12, got {clip_skip!r}")])
     timings: dict[str, float] = {}
 
-    with ctx.models.active() as model:
+    with ctx.models.active() as model, ExitStack() as job_context:
+        # Networks for this job: VAE in place, LoRA weights patched, hypernetworks attached, tags stripped.
+        nets = job_context.enter_context(job_networks(ctx.networks, model, prompt, negative, req.override_settings))
         pipe = model.pipe
         info = ctx.models.ensure_hash(model.info)
         base_config = model.scheduler_config
         pipe.scheduler = samplers.build_scheduler(base_config, req.sampler_name, req.scheduler)
         pipe.set_progress_bar_config(disable=True)  # progress goes to the Progress object instead
         t0 = time.perf_counter()
-        cond = conditioning.encode_prompts(pipe, prompt, negative, clip_skip=clip_skip, steps=req.steps,
-                                           comma_backtrack=_setting(req, ctx.settings, "comma_padding_backtrack"))
+        cond = conditioning.encode_prompts(pipe, nets.prompt, nets.negative, clip_skip=clip_skip, steps=req.steps,
+                                           comma_backtrack=_setting(req, ctx.settings, "comma_padding_backtrack"),
+                                           embeddings=nets.embeddings)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (_setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if _setting(req, ctx.settings, "live_previews_enable") else 0)
@@ -106,6 +112,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         latent_shape = (pipe.vae.config.latent_channels, req.height // pipe.vae_scale_factor,
                         req.width // pipe.vae_scale_factor)
         sampling = decoding = 0.0
+        network_info = None
         for batch_no in range(req.n_iter):
             if progress.interrupted:
                 break
@@ -137,10 +144,12 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             pixels = _decode(pipe, latents)
             batch_images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
             decoding += time.perf_counter() - t2
+            network_info = network_info if network_info is not None else nets.infotext()
             for i, image in enumerate(batch_images):
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
-                                                prompt=prompt, negative_prompt=negative, version=ctx.version))
+                                                prompt=prompt, negative_prompt=negative, version=ctx.version,
+                                                extra=network_info, vae_name=nets.vae_name, vae_hash=nets.vae_hash))
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
@@ -153,7 +162,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
                             prompts=[prompt] * len(images), negative_prompts=[negative] * len(images),
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
-                            interrupted=interrupted, paths=paths)
+                            interrupted=interrupted, paths=paths, comments=list(nets.comments))
 
 
 def _save(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,
