@@ -176,3 +176,57 @@ def dora_weight(weight: torch.Tensor, change: torch.Tensor, magnitude: torch.Ten
         return merged * (magnitude.reshape(-1) / norms).reshape(-1, *[1] * (weight.ndim - 1))
     norms = flat.pow(2).sum(dim=(0, 2)).sqrt()
     return merged * (magnitude.reshape(-1) / norms).reshape(1, -1, *[1] * (weight.ndim - 2))
+
+
+def write_lora(path, pipe, arch: str, seed: int = 0, metadata: dict | None = None, strength: float = 20.0) -> None:
+    """A kohya LoRA over `layers(pipe)`, strong enough to move the tiny model's pixels."""
+    from safetensors.torch import save_file
+
+    state = {}
+    for i, layer in enumerate(layers(pipe)):
+        tensors, _ = lora_tensors(layer, 4, seed=seed + 10 * i)
+        key = kohya_key(layer, arch == "sdxl", ldm=arch == "sdxl" and layer.component == "unet")
+        state.update({f"{key}.{p}": t * strength for p, t in tensors.items()})
+        state[f"{key}.alpha"] = torch.tensor(4.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+
+
+def populate(data) -> None:
+    """A data dir with every network kind for the tiny SD 1.x model (and some that must be refused).
+
+    models/Lora: style (alias style-alias, kohya metadata), sub/other, xl-only (SDXL shapes), broken;
+    embeddings/bluesq (the token vectors of "blue square"); models/hypernetworks/hyper.pt;
+    models/VAE: alt.safetensors (decoder x1.3) and sdxl_vae.safetensors (same weights, SDXL by name).
+    """
+    import copy
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from tests.kit import build_pipeline
+    from tests.test_networks_hypernet import write_hypernet
+    from webui.models.convert import vae_to_ldm
+
+    data = Path(data)
+    sd15, sdxl = build_pipeline("sd15"), build_pipeline("sdxl")
+    meta = {"ss_output_name": "style-alias", "ss_base_model_version": "sd_v1", "ss_network_dim": "4",
+            "ss_network_alpha": "4.0", "ss_tag_frequency": '{"shapes": {"red circle": 12, "blue square": 3}}'}
+    write_lora(data / "models" / "Lora" / "style.safetensors", sd15, "sd15", metadata=meta)
+    write_lora(data / "models" / "Lora" / "sub" / "other.safetensors", sd15, "sd15", seed=7)
+    write_lora(data / "models" / "Lora" / "xl-only.safetensors", sdxl, "sdxl")
+    (data / "models" / "Lora" / "broken.safetensors").write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{")
+    ids = sd15.tokenizer("blue square", add_special_tokens=False)["input_ids"]
+    words = sd15.text_encoder.get_input_embeddings().weight[ids]
+    (data / "embeddings").mkdir(parents=True, exist_ok=True)
+    save_file({"emb_params": words.detach().clone()}, str(data / "embeddings" / "bluesq.safetensors"))
+    (data / "models" / "hypernetworks").mkdir(parents=True, exist_ok=True)
+    write_hypernet(data / "models" / "hypernetworks" / "hyper.pt", widths=(32, 64))
+    alt = copy.deepcopy(sd15.vae)
+    with torch.no_grad():
+        for p in alt.decoder.parameters():
+            p.mul_(1.3)
+    (data / "models" / "VAE").mkdir(parents=True, exist_ok=True)
+    ldm = {k: v.contiguous() for k, v in vae_to_ldm(alt, prefix="").items()}
+    save_file(ldm, str(data / "models" / "VAE" / "alt.safetensors"))
+    save_file(ldm, str(data / "models" / "VAE" / "sdxl_vae.safetensors"))

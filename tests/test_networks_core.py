@@ -2,33 +2,16 @@
 change the image and the infotext the way A1111's do; bad or missing files never stop a job."""
 from __future__ import annotations
 
-import copy
 import re
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from tests import networks_kit as nk
-from tests.kit import build_pipeline
-from tests.test_networks_hypernet import write_hypernet
 from webui.generation.core import generate
 from webui.generation.request import GenerationRequest, RequestError
-from webui.models.convert import vae_to_ldm
 
 SMALL = dict(width=64, height=64, steps=2, seed=123, sampler_name="Euler", save_images=False)
-
-
-def write_lora(path, pipe, arch, seed=0, metadata=None):
-    state = {}
-    for i, layer in enumerate(nk.layers(pipe)):
-        tensors, _ = nk.lora_tensors(layer, 4, seed=seed + 10 * i)
-        key = nk.kohya_key(layer, arch == "sdxl", ldm=arch == "sdxl" and layer.component == "unet")
-        state.update({f"{key}.{p}": t * 20 for p, t in tensors.items()})  # big enough to move pixels
-        state[f"{key}.alpha"] = torch.tensor(4.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
 
 
 @pytest.fixture(scope="module")
@@ -36,24 +19,7 @@ def ctx(tiny_sd15, tmp_path_factory):
     from webui.context import context_from_flags
 
     data = tmp_path_factory.mktemp("networks-data")
-    sd15, sdxl = build_pipeline("sd15"), build_pipeline("sdxl")
-    write_lora(data / "models" / "Lora" / "style.safetensors", sd15, "sd15", metadata={"ss_output_name": "style-alias"})
-    write_lora(data / "models" / "Lora" / "sub" / "other.safetensors", sd15, "sd15", seed=7)
-    write_lora(data / "models" / "Lora" / "xl-only.safetensors", sdxl, "sdxl")
-    (data / "models" / "Lora" / "broken.safetensors").write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{")
-    words = sd15.text_encoder.get_input_embeddings().weight[sd15.tokenizer("blue square", add_special_tokens=False)["input_ids"]]
-    (data / "embeddings").mkdir(parents=True)
-    save_file({"emb_params": words.detach().clone()}, str(data / "embeddings" / "bluesq.safetensors"))
-    (data / "models" / "hypernetworks").mkdir(parents=True)
-    write_hypernet(data / "models" / "hypernetworks" / "hyper.pt", widths=(32, 64))
-    alt = copy.deepcopy(sd15.vae)
-    with torch.no_grad():
-        for p in alt.decoder.parameters():
-            p.mul_(1.3)
-    (data / "models" / "VAE").mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in vae_to_ldm(alt, prefix="").items()}, str(data / "models" / "VAE" / "alt.safetensors"))
-    save_file({k: v.contiguous() for k, v in vae_to_ldm(alt, prefix="").items()},
-              str(data / "models" / "VAE" / "sdxl_vae.safetensors"))
+    nk.populate(data)
     context = context_from_flags(["--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
                                   "--ckpt", str(tiny_sd15.single_file)])
     yield context

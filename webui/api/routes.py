@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.networks import apply_vae_option, build_networks_router
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
 from webui.infotext import parse_infotext
@@ -288,6 +289,7 @@ def build_router(ctx) -> APIRouter:
             except SettingsError as exc:
                 errors.append({"field": key, "message": str(exc)})
         checkpoint = checked.pop("sd_model_checkpoint", None)
+        vae = checked.pop("sd_vae", None)  # applied through the queue, like a checkpoint (webui/api/networks.py)
         if checkpoint and ctx.models.find(checkpoint) is None:
             errors.append({"field": "sd_model_checkpoint",
                            "message": f"no checkpoint matches {checkpoint!r}; GET {PREFIX}/sd-models lists them"})
@@ -295,6 +297,8 @@ def build_router(ctx) -> APIRouter:
             raise ApiError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
         if checkpoint:
             await swap_checkpoint(checkpoint)  # first: if it fails, nothing else has changed
+        if vae is not None:
+            await apply_vae_option(ctx, vae)
         if checked:
             try:
                 ctx.settings.update(checked)
@@ -320,6 +324,7 @@ def build_router(ctx) -> APIRouter:
 def mount_api(app: FastAPI, ctx) -> None:
     """Add the /sdapi/v1 routes (and /docs when the app has none) to Gradio's FastAPI app."""
     app.include_router(build_router(ctx))
+    app.include_router(build_networks_router(ctx))
     if not any(getattr(r, "path", None) == "/docs" for r in app.routes) and app.openapi_url:
         docs = APIRouter(route_class=route_class(basic_auth_guard(getattr(ctx.args, "api_auth", None))))
 
