@@ -11,6 +11,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.ui.extra_networks import build_extra_networks
 
 POLL_SECONDS = 0.25
 
@@ -74,6 +75,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                 skip = gr.Button("Skip", elem_id="txt2img_skip", size="sm")
             styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
                                  elem_id="txt2img_styles")
+    build_extra_networks(ctx, "txt2img", prompt, negative_prompt)
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Row():
@@ -142,6 +144,8 @@ def build_txt2img(ctx) -> Txt2ImgTab:
             yield "", gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
             return
         note = error_html("Interrupted: showing what was finished.") if result.interrupted else ""
+        if result.comments:  # networks not found / refused: A1111 shows these under the image too
+            note += f'<div class="comments" id="txt2img_comments">{html.escape(" ".join(result.comments))}</div>'
         info = result.infotexts[0] if result.infotexts else ""
         yield "", gr.update(visible=False), result.images, info, note, result.infotexts, result.seeds
 

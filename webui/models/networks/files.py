@@ -103,11 +103,6 @@ class NetworkFile:
         """First 12 hex digits (A1111's LoRA / TI short hash); None until hashed."""
         return self.sha256[:12] if self.sha256 else None
 
-    @property
-    def stem_path(self) -> Path:
-        """The file path without its extension: previews and user metadata sit beside it."""
-        return self.filename.with_suffix("")
-
     def header(self) -> tuple[dict[str, tuple], dict[str, str]]:
         """(tensor shapes, metadata) of a .safetensors file, read once; ({}, {}) for other files."""
         if self._header is None:
@@ -137,42 +132,60 @@ class NetworkFile:
         return out
 
     def preview(self) -> Path | None:
-        """`<stem>.png`, `<stem>.preview.png`, then the other image types, as A1111 looks for them."""
-        base = str(self.stem_path)
-        for ext in PREVIEW_EXTENSIONS:
-            for candidate in (f"{base}.{ext}", f"{base}.preview.{ext}"):
-                if os.path.isfile(candidate):
-                    return Path(candidate)
-        return None
-
-    @property
-    def user_metadata_path(self) -> Path:
-        return Path(f"{self.stem_path}.json")
+        return find_preview(self.filename)
 
     def user_metadata(self) -> dict[str, Any]:
-        """A1111's `<stem>.json` (description, activation text, preferred weight, notes, ...)."""
-        path = self.user_metadata_path
-        if not path.is_file():
-            return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable user metadata (%s)", path, exc)
-            return {}
+        return read_user_metadata(self.filename)
 
     def save_user_metadata(self, data: dict[str, Any]) -> None:
-        """Write `<stem>.json` atomically, keeping keys another tool wrote."""
-        merged = {**self.user_metadata(), **data}
-        path = self.user_metadata_path
-        fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(merged, fh, indent=4, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_user_metadata(self.filename, data)
+
+
+def _stem(path: Path) -> str:
+    path = Path(path)
+    return str(path.with_suffix("")) if path.is_file() or path.suffix else str(path)
+
+
+def find_preview(path: Path) -> Path | None:
+    """`<stem>.png`, `<stem>.preview.png`, then the other image types, as A1111 looks for them."""
+    base = _stem(path)
+    for ext in PREVIEW_EXTENSIONS:
+        for candidate in (f"{base}.{ext}", f"{base}.preview.{ext}"):
+            if os.path.isfile(candidate):
+                return Path(candidate)
+    return None
+
+
+def user_metadata_path(path: Path) -> Path:
+    """A1111's user metadata file of a model: `<stem>.json` beside it."""
+    return Path(f"{_stem(path)}.json")
+
+
+def read_user_metadata(path: Path) -> dict[str, Any]:
+    """A1111's `<stem>.json` (description, activation text, preferred weight, notes, ...); {} if absent."""
+    meta = user_metadata_path(path)
+    if not meta.is_file():
+        return {}
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable user metadata (%s)", meta, exc)
+        return {}
+
+
+def save_user_metadata(path: Path, data: dict[str, Any]) -> None:
+    """Write `<stem>.json` atomically, keeping keys another tool wrote."""
+    merged = {**read_user_metadata(path), **data}
+    meta = user_metadata_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".json", dir=meta.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(merged, fh, indent=4, ensure_ascii=False)
+        os.replace(tmp, meta)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def scan(kind: str, roots: Iterable[Path], suffixes: tuple[str, ...], name_of: Callable[[Path], str]) -> list[NetworkFile]:

@@ -127,6 +127,12 @@ class NetworkManager:
         self._networks: OrderedDict[tuple, Network] = OrderedDict()
         self._hypers: OrderedDict[tuple, Hypernetwork] = OrderedDict()
         self._lock = threading.RLock()
+        if hasattr(settings, "add_option") and "extra_networks_default_multiplier" not in settings.options:
+            from webui.settings import Option
+
+            settings.add_option(Option("extra_networks_default_multiplier", 1.0,
+                                       "Weight a LoRA / hypernetwork card inserts (when it has no preferred weight)",
+                                       "Extra Networks", 0.0, 2.0))
 
     @classmethod
     def from_paths(cls, paths, settings, args=None) -> "NetworkManager":
