@@ -114,3 +114,15 @@ def test_unknown_layout_is_refused_with_its_keys():
         embedding_from_data({"a": torch.zeros(2), "b": torch.zeros(2)}, "two")
     emb = embedding_from_data({"clip_l": torch.zeros(1, 768), "clip_g": torch.zeros(1, 1280)}, "xl")
     assert fits(emb, [768, 1280], True) and not fits(emb, [768], False) and not fits(emb, [1024], False)
+
+
+def test_token_counter_skips_network_tags_and_counts_embedding_vectors(pipes, tmp_path):
+    from webui.generation.conditioning import count_tokens
+
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    pipe = pipes["sd15"]
+    save_file({"emb_params": torch.randn(5, 32)}, str(folder / "fivevec.safetensors"))
+    lookup = database(folder, tmp_path).lookup(pipe)
+    assert count_tokens(pipe.tokenizer, "a cat <lora:some-style:0.8>") == (2, 75)
+    assert count_tokens(pipe.tokenizer, "a fivevec", expand_tokens=lookup.expander(pipe.tokenizer)) == (6, 75)

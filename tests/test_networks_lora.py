@@ -262,3 +262,20 @@ def test_unreadable_and_foreign_files_are_refused_with_their_name(tmp_path):
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, str(other))
     with pytest.raises(ModelLoadError, match="not a LoRA"):
         load_network(other)
+
+
+def test_a_pickled_lora_that_runs_code_is_refused_and_a_plain_pt_loads(tmp_path, pipes):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        pickle.dump({"lora_unet_x.lora_up.weight": Payload()}, fh)
+    with pytest.raises(ModelLoadError, match="evil.pt: refused"):
+        load_network(tmp_path / "evil.pt")
+    state, _ = build(pipes["sd15"], "sd15", lambda layer, i: nk.lora_tensors(layer, 2, seed=i))
+    torch.save(state, tmp_path / "plain.pt")
+    network = load_network(tmp_path / "plain.pt")
+    assert network.name == "plain" and len(network.modules) == len(nk.layers(pipes["sd15"]))

@@ -160,15 +160,19 @@ def tokenize_prompt(
     return chunks, token_count
 
 
-def count_tokens(tokenizer, prompt: str, steps: int = 20, comma_backtrack: int = 20) -> tuple[int, int]:
+def count_tokens(tokenizer, prompt: str, steps: int = 20, comma_backtrack: int = 20,
+                 expand_tokens: TokenExpander | None = None) -> tuple[int, int]:
     """Token counter for the UI: ``(tokens_used, token_limit)``, e.g. ``(12, 75)`` or ``(80, 150)``.
 
     Like A1111 it counts the longest text the prompt-editing schedule produces
-    for ``steps`` steps. Extra-network tags (``<lora:...>``) should be removed
-    by the caller first.
+    for ``steps`` steps, without extra-network tags (``<lora:...>``), and an
+    embedding as its number of vectors when ``expand_tokens`` knows it.
     """
+    from webui.models.networks.tags import TAG
+
+    prompt = TAG.sub("", prompt)
     schedule = get_prompt_schedule(prompt, max(steps, 1))
-    used = max(tokenize_prompt(tokenizer, text, comma_backtrack)[1] for _, text in schedule)
+    used = max(tokenize_prompt(tokenizer, text, comma_backtrack, expand_tokens=expand_tokens)[1] for _, text in schedule)
     return used, math.ceil(max(used, 1) / CHUNK_LENGTH) * CHUNK_LENGTH
 
 
