@@ -116,3 +116,22 @@ def test_sdxl_vae_on_an_sd_model_is_refused_and_the_previous_stays(ctx):
         assert "VAE: alt.safetensors" in params(result.infotexts[0])
     finally:
         ctx.networks.select_vae(ctx.models, "Automatic")
+
+
+def test_networks_feature_fills_the_processing_seams(ctx):
+    """The feature the refactored core calls: infotext keys, comments, embeddings; p.prompt kept as written."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from webui.models.networks.feature import NetworksFeature
+
+    with ctx.models.active() as model, contextlib.ExitStack() as stack:
+        p = SimpleNamespace(request=GenerationRequest(override_settings={"sd_vae": "alt.safetensors"}), model=model,
+                            prompt="a bluesq <lora:style:1> <lora:nope:1>", negative_prompt="", extra_infotext={},
+                            comments=[], embeddings=None, enter=stack.enter_context)
+        NetworksFeature(ctx.networks).prepare(p)
+        assert p.prompt == "a bluesq <lora:style:1> <lora:nope:1>"
+        assert list(p.extra_infotext) == ["VAE hash", "VAE", "Lora hashes", "TI hashes"]
+        assert p.extra_infotext["VAE"] == "alt.safetensors" and p.extra_infotext["TI hashes"].startswith("bluesq: ")
+        assert p.comments == ["Networks not found: nope"] and list(p.embeddings.used) == ["bluesq"]
+        assert ctx.networks.patcher(model.pipe).applied_names == ["style"]

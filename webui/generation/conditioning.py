@@ -266,9 +266,13 @@ def encode_prompts(
     as written. The shorter of prompt/negative is padded with empty chunks so
     both have the same length.
 
+    Extra-network tags (``<lora:name:1>``) are removed from the prompt first.
     ``embeddings`` (an ``EmbeddingLookup``) finds textual-inversion embedding
     names in both prompts and encodes their vectors in place of the names.
     """
+    from webui.models.networks.tags import TAG
+
+    prompt = TAG.sub("", prompt)  # <lora:...> tags are instructions, not text (A1111 strips the positive prompt's)
     if steps is not None:
         prompt = get_prompt_schedule(prompt, steps)[-1][1]
         negative = get_prompt_schedule(negative, steps)[-1][1]

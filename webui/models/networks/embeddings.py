@@ -130,6 +130,14 @@ class EmbeddingLookup:
             self._by_tokenizer[key] = table
         return self._by_tokenizer[key]
 
+    def scan(self, tokenizer, texts: list[str]) -> dict[str, "Embedding"]:
+        """Mark the embeddings named in `texts` as used (before encoding, so infotext knows them early)."""
+        expand = self.expander(tokenizer)
+        for text in texts:
+            if text:
+                expand(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return self.used
+
     def expander(self, tokenizer):
         """A TokenExpander for `tokenizer`: embedding names -> one placeholder per vector."""
         table = self._index(tokenizer)
