@@ -7,7 +7,7 @@ the 3x3 convs of the ResNet blocks, down- and upsamplers, as LyCORIS LoCon does)
 VAE of SD 1.5's shape. Then, with the checkpoint loaded through the model manager:
 
 - per-step time: one UNet forward (a sampler step: batch 2 for CFG) with both LoRAs applied vs
-  none, interleaved rounds, median of each; goal <= 1.01x;
+  none, in interleaved rounds (A B, B A, ...); median and minimum of each; goal <= 1.01x;
 - apply time of both (first time: read + parse + patch; again with other weights: patch only),
   remove time (restore every layer), and that restore is bit-exact, fp32 and fp16;
 - VAE swap time (file -> model, cached file -> model, back to the checkpoint's own).
@@ -108,9 +108,9 @@ def unet_step(pipe, latents, t, context) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
-    parser.add_argument("--size", type=int, default=256, help="image side the UNet step is timed at")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (each: none, LoRAs)")
-    parser.add_argument("--steps", type=int, default=2, help="UNet forwards per state per round")
+    parser.add_argument("--size", type=int, default=128, help="image side the UNet step is timed at")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (none/LoRAs, then LoRAs/none)")
+    parser.add_argument("--steps", type=int, default=3, help="UNet forwards per state per round")
     parser.add_argument("--out", type=Path, default=WORK / "results.json")
     args = parser.parse_args(argv)
     if not args.checkpoint.exists():
@@ -174,14 +174,20 @@ def main(argv=None) -> int:
     context = torch.randn(2, 77, 768, generator=g)
     plain, patched = [], []
     unet_step(pipe, latents, 500, context)  # warm-up
-    for _ in range(args.rounds):
-        activate("x")
-        plain += [unet_step(pipe, latents, 500, context) for _ in range(args.steps)]
-        activate("x <lora:lora-r32:0.5> <lora:locon-r128:0.9>")
-        patched += [unet_step(pipe, latents, 500, context) for _ in range(args.steps)]
+    # Rounds alternate A B / B A so drift on a shared machine hits both states alike.
+    for round_no in range(args.rounds):
+        for state in (("none", "loras") if round_no % 2 == 0 else ("loras", "none")):
+            if state == "none":
+                activate("x")
+                plain += [unet_step(pipe, latents, 500, context) for _ in range(args.steps)]
+            else:
+                activate("x <lora:lora-r32:0.5> <lora:locon-r128:0.9>")
+                patched += [unet_step(pipe, latents, 500, context) for _ in range(args.steps)]
     activate("x")
-    results.update(step_s_none=round(statistics.median(plain), 3), step_s_two_loras=round(statistics.median(patched), 3),
-                   step_ratio=round(statistics.median(patched) / statistics.median(plain), 3),
+    results.update(step_s_none_median=round(statistics.median(plain), 3),
+                   step_s_two_loras_median=round(statistics.median(patched), 3),
+                   step_ratio_median=round(statistics.median(patched) / statistics.median(plain), 3),
+                   step_ratio_min=round(min(patched) / min(plain), 3),
                    step_samples_none=[round(x, 3) for x in plain], step_samples_loras=[round(x, 3) for x in patched],
                    step_size=args.size)
 

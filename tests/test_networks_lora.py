@@ -279,3 +279,16 @@ def test_a_pickled_lora_that_runs_code_is_refused_and_a_plain_pt_loads(tmp_path,
     torch.save(state, tmp_path / "plain.pt")
     network = load_network(tmp_path / "plain.pt")
     assert network.name == "plain" and len(network.modules) == len(nk.layers(pipes["sd15"]))
+
+
+def test_applied_networks_leave_no_hooks_and_keep_the_same_tensors(pipes):
+    """Zero per-step cost by construction: the UNet runs its own modules on the same storage."""
+    pipe = pipes["sd15"]
+    modules = list(pipe.unet.modules()) + list(pipe.text_encoder.modules())
+    pointers = {name: p.data_ptr() for name, p in pipe.unet.named_parameters()}
+    state, _ = build(pipe, "sd15", lambda layer, i: nk.lora_tensors(layer, 4, seed=i))
+    patcher, bound = apply(pipe, "sd15", state)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in modules)
+    assert [type(m) for m in pipe.unet.modules()] == [type(m) for m in modules[:len(list(pipe.unet.modules()))]]
+    assert {name: p.data_ptr() for name, p in pipe.unet.named_parameters()} == pointers
+    patcher.apply([])

@@ -29,7 +29,7 @@ from webui.models.networks.embeddings import EmbeddingDatabase, EmbeddingLookup
 from webui.models.networks.files import NetworkFile, NetworkFolder, SectionedHashCache
 from webui.models.networks.hypernetworks import Hypernetwork, attach, load_hypernetwork
 from webui.models.networks.keys import ModuleIndex
-from webui.models.networks.network import Network, bind, load_network
+from webui.models.networks.network import BoundNetwork, Network, bind, load_network
 from webui.models.networks.patcher import Activation, PatchStats, WeightPatcher
 from webui.models.networks.tags import extract_networks
 from webui.models.networks.vae import VaeError, VaeLibrary
@@ -124,6 +124,7 @@ class NetworkManager:
         self.vaes = VaeLibrary(dirs.vae, dirs.checkpoints, cache, allow_unsafe_pickle)
         self._patchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._indexes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._bindings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipe -> {id(network): bound}
         self._networks: OrderedDict[tuple, Network] = OrderedDict()
         self._hypers: OrderedDict[tuple, Hypernetwork] = OrderedDict()
         self._lock = threading.RLock()
@@ -186,6 +187,19 @@ class NetworkManager:
                 self._indexes[pipe] = ModuleIndex(pipe)
             return self._indexes[pipe]
 
+    def bind(self, network: Network, model) -> BoundNetwork:
+        """`bind` once per (network, model): the shape check walks every layer."""
+        with self._lock:
+            cache = self._bindings.setdefault(model.pipe, {})
+            bound = cache.get(id(network))
+            if bound is None or bound.network is not network:
+                bound = bind(network, self.index(model.pipe), model.arch)
+                cache[id(network)] = bound
+                alive = {id(n) for n in self._networks.values()} | {id(network)}
+                for key in [k for k in cache if k not in alive]:
+                    del cache[key]  # networks dropped from the file cache
+            return bound
+
     def restore(self, pipe) -> int:
         """Take every LoRA out of `pipe`'s weights (e.g. before training or exporting it)."""
         return self.patcher(pipe).restore()
@@ -216,7 +230,6 @@ class NetworkManager:
 
     def _loras(self, model, uses, job: JobNetworks) -> list[Activation]:
         activations, missing = [], []
-        index = self.index(model.pipe)
         for use in uses:
             file = self.find_lora(use.name)
             if file is None:
@@ -227,7 +240,7 @@ class NetworkManager:
             except ModelLoadError as exc:
                 job.comments.append(f"LoRA {use.name} not used: {exc}")
                 continue
-            bound = bind(network, index, model.arch)
+            bound = self.bind(network, model)
             if bound.problem:
                 job.comments.append(f"LoRA {use.name} skipped: {bound.problem}")
                 continue
