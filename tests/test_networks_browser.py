@@ -16,7 +16,7 @@ from webui.images import read_infotext
 
 
 @pytest.fixture(scope="module")
-def app(tiny_sd15, tmp_path_factory):
+def app(tiny_sd15, tiny_sdxl, tmp_path_factory):
     root = tmp_path_factory.mktemp("networks-ui")
     nk.populate(root / "data")
     Image.new("RGB", (300, 200), (200, 40, 40)).save(root / "data" / "models" / "Lora" / "style.preview.png")
@@ -124,3 +124,19 @@ def test_vae_quicksetting_changes_the_image_and_the_infotext(app):
     expect(page.get_by_text(re.compile("VAE not changed: sdxl_vae.safetensors is an SDXL VAE"))).to_be_visible(timeout=30_000)
     expect(page.locator("#setting_sd_vae input")).to_have_value("alt.safetensors", timeout=30_000)
     assert json.loads((data / "config.json").read_text())["sd_vae"] == "alt.safetensors"
+
+
+def test_unknown_lora_is_named_under_the_image_and_a_checkpoint_card_loads_it(app):
+    page, data = app
+    page.locator("#txt2img_prompt textarea").fill("a red circle <lora:nope:1>")
+    page.locator("#txt2img_seed input").fill("77")
+    generate(page, data, len(saved_pngs(data)))
+    expect(page.locator("#txt2img_comments")).to_contain_text("Networks not found: nope")
+    page.get_by_role("tab", name="Checkpoints").click()
+    page.locator(".extra-network-card[data-name='tiny-sdxl.safetensors']").click()
+    expect(page.locator("#txt2img_extra_networks_message")).to_contain_text("Loaded tiny-sdxl.safetensors",
+                                                                           timeout=120_000)
+    expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sdxl"), timeout=30_000)
+    page.locator(".extra-network-card[data-name='tiny-sd15.safetensors']").click()
+    expect(page.locator("#txt2img_extra_networks_message")).to_contain_text("Loaded tiny-sd15.safetensors",
+                                                                           timeout=120_000)

@@ -292,3 +292,23 @@ def test_applied_networks_leave_no_hooks_and_keep_the_same_tensors(pipes):
     assert [type(m) for m in pipe.unet.modules()] == [type(m) for m in modules[:len(list(pipe.unet.modules()))]]
     assert {name: p.data_ptr() for name, p in pipe.unet.named_parameters()} == pointers
     patcher.apply([])
+
+
+def test_originals_of_an_fp32_model_from_an_fp16_file_are_kept_as_fp16_and_restore_exactly():
+    from webui.models.networks.patcher import compact_copy
+
+    exact = torch.randn(64, 32).half().float()  # what loading an fp16 checkpoint in float32 gives
+    assert compact_copy(exact).dtype == torch.float16 and torch.equal(compact_copy(exact).float(), exact)
+    rough = torch.randn(64, 32)
+    assert compact_copy(rough).dtype == torch.float32 and torch.equal(compact_copy(rough), rough)
+    pipe = build_pipeline("sd15")
+    with torch.no_grad():
+        for p in pipe.unet.parameters():
+            p.copy_(p.half().float())
+    before = snapshot(pipe)
+    state, _ = build(pipe, "sd15", lambda layer, i: nk.lora_tensors(layer, 4, seed=i))
+    patcher, bound = apply(pipe, "sd15", state)
+    unet_layers = [t.module for t, _ in bound.layers if t.component == "unet"]
+    assert all(original.dtype == torch.float16 for module, original in patcher.originals() if module in unet_layers)
+    patcher.apply([])
+    assert_exact(before, pipe)

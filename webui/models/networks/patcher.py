@@ -58,6 +58,22 @@ class PatchStats:
     applied: list[str] = field(default_factory=list)
 
 
+def compact_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of `tensor`, in a 16-bit type when that holds every value exactly.
+
+    A float32 model loaded from an fp16 checkpoint (the usual file on a CPU or --no-half run)
+    has only fp16 values; keeping its originals as fp16 halves the RAM exact restore costs,
+    and copying them back into the float32 weight gives back the very same bits.
+    """
+    data = tensor.detach()
+    if data.dtype == torch.float32:
+        for smaller in (torch.float16, torch.bfloat16):
+            candidate = data.to(smaller)
+            if torch.equal(candidate.to(torch.float32), data):
+                return candidate.to("cpu")
+    return data.to("cpu", copy=True)
+
+
 class WeightPatcher:
     """The network state of one pipeline's weights."""
 
@@ -75,6 +91,16 @@ class WeightPatcher:
     @property
     def patched_layers(self) -> int:
         return len(self._backups)
+
+    def originals(self) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+        """(layer, CPU copy of its original weight) for every changed layer (read-only; for benches)."""
+        return [(b.module, b.weight) for b in self._backups.values()]
+
+    def backup_bytes(self) -> int:
+        """RAM held by the original-weight copies (the price of exact restore)."""
+        return sum(b.weight.numel() * b.weight.element_size() + (b.bias.numel() * b.bias.element_size()
+                                                                  if b.bias is not None else 0)
+                   for b in self._backups.values())
 
     def apply(self, activations: list[Activation]) -> PatchStats:
         """Make the weights hold exactly `activations` (an empty list restores the originals)."""
@@ -133,8 +159,8 @@ class WeightPatcher:
         if weight_param.device.type == "meta":
             raise RuntimeError("layer weights are offloaded (--lowvram); networks cannot be applied to them")
         bias_param = getattr(layer, "bias", None)
-        self._backups[id(layer)] = _Backup(layer, weight_param.detach().to("cpu", copy=True),
-                                           None if bias_param is None else bias_param.detach().to("cpu", copy=True),
+        self._backups[id(layer)] = _Backup(layer, compact_copy(weight_param),
+                                           None if bias_param is None else compact_copy(bias_param),
                                            bias_param is not None)
         weight = weight_param.detach().to(torch.float32)
         bias = None
