@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="hypernetworks folder (default: DATA/models/hypernetworks)")
     paths.add_argument("--lyco-dir-backcompat", type=Path, default=None,
                        help="second LoRA folder, for files of the old LyCORIS extension (default: DATA/models/LyCORIS)")
+    for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
+        paths.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
+                           help=f"{folder} upscaler folder (default: DATA/models/{folder})")
 
     safety = p.add_argument_group("safety")
     safety.add_argument("--enable-insecure-extension-access", action="store_true",

@@ -167,7 +167,9 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         model = ctx.models.current()
         if model is None:
             return "?/75"
-        used, limit = count_tokens(model.pipe.tokenizer, text or "")
+        networks = getattr(ctx, "networks", None)  # embeddings count as their vectors, as in A1111
+        expand = networks.embeddings.lookup(model.pipe).expander(model.pipe.tokenizer) if networks else None
+        used, limit = count_tokens(model.pipe.tokenizer, text or "", expand_tokens=expand)
         return f"{used}/{limit}"
 
     prompt.change(counter, prompt, prompt_tokens, show_progress="hidden", api_visibility="private")

@@ -97,18 +97,6 @@ class JobNetworks:
         return out
 
 
-@contextmanager
-def job_networks(manager: "NetworkManager | None", model, prompt: str, negative: str,
-                 overrides: dict | None = None) -> Iterator[JobNetworks]:
-    """`manager.activate(...)`, or without a manager just the prompt with its tags stripped."""
-    if manager is not None:
-        with manager.activate(model, prompt, negative, overrides) as job:
-            yield job
-        return
-    (clean,), _ = extract_networks(prompt)
-    yield JobNetworks(prompt=clean, negative=negative, embeddings=EmbeddingLookup([]))
-
-
 class NetworkManager:
     """Folders, caches and per-model state of every network kind for one app."""
 
