@@ -135,3 +135,19 @@ def test_networks_feature_fills_the_processing_seams(ctx):
         assert p.extra_infotext["VAE"] == "alt.safetensors" and p.extra_infotext["TI hashes"].startswith("bluesq: ")
         assert p.comments == ["Networks not found: nope"] and list(p.embeddings.used) == ["bluesq"]
         assert ctx.networks.patcher(model.pipe).applied_names == ["style"]
+
+
+def test_files_added_while_running_are_found_without_refresh(ctx):
+    import shutil
+
+    lora_dir, emb_dir = ctx.paths.lora_dir, ctx.paths.embeddings_dir
+    shutil.copy(lora_dir / "style.safetensors", lora_dir / "late.safetensors")
+    shutil.copy(emb_dir / "bluesq.safetensors", emb_dir / "bluesq-late.safetensors")
+    try:
+        result = run(ctx, prompt="a bluesq-late <lora:late:1>")
+        assert not result.comments
+        assert re.search(r'Lora hashes: "late: [0-9a-f]{12}", TI hashes: "bluesq-late: [0-9a-f]{12}"',
+                         params(result.infotexts[0]))
+    finally:
+        (lora_dir / "late.safetensors").unlink()
+        (emb_dir / "bluesq-late.safetensors").unlink()

@@ -219,6 +219,7 @@ class EmbeddingDatabase:
         self._loaded: dict[str, tuple[tuple, Embedding]] = {}  # name -> ((path, mtime, size), embedding)
         self.failed: dict[str, str] = {}  # name -> why it could not be read
         self._scanned = False
+        self._stamp: tuple = ()
 
     def refresh(self) -> None:
         """Rescan the folders and (re)load files that are new or changed."""
@@ -238,6 +239,27 @@ class EmbeddingDatabase:
                 failed[item.name] = str(exc)
                 log.warning("embedding %s skipped: %s", item.name, exc)
         self._loaded, self.failed, self._scanned = loaded, failed, True
+
+    def _folders_stamp(self) -> tuple:
+        """mtimes of every folder under the roots: a new, removed or renamed file changes one."""
+        import os
+
+        stamp = []
+        for root in self.folder.roots:
+            for folder, dirs, _ in os.walk(root):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                try:
+                    stamp.append((folder, os.stat(folder).st_mtime))
+                except OSError:
+                    pass
+        return tuple(stamp)
+
+    def refresh_if_changed(self) -> None:
+        """Reload when the folders changed since the last scan (A1111 checks before each generation)."""
+        stamp = self._folders_stamp()
+        if not self._scanned or stamp != self._stamp:
+            self.refresh()
+            self._stamp = stamp
 
     def all(self) -> list[Embedding]:
         if not self._scanned:

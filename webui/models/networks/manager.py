@@ -218,6 +218,8 @@ class NetworkManager:
 
     def _loras(self, model, uses, job: JobNetworks) -> list[Activation]:
         activations, missing = [], []
+        if any(self.find_lora(use.name) is None for use in uses):
+            self.loras.refresh()  # A1111 rescans once when a prompt names a file it has not seen
         for use in uses:
             file = self.find_lora(use.name)
             if file is None:
@@ -240,6 +242,8 @@ class NetworkManager:
 
     def _hypernets(self, uses, job: JobNetworks) -> list[Hypernetwork]:
         out, missing = [], []
+        if any(self.hypernetworks.find(use.name) is None for use in uses):
+            self.hypernetworks.refresh()
         for use in uses:
             file = self.hypernetworks.find(use.name)
             if file is None:
@@ -265,6 +269,7 @@ class NetworkManager:
         """
         overrides = overrides or {}
         (clean_prompt,), tags = extract_networks(prompt)
+        self.embeddings.refresh_if_changed()
         job = JobNetworks(prompt=clean_prompt, negative=negative, embeddings=self.embeddings.lookup(model.pipe),
                           _manager=self)
         if tags.unknown:
