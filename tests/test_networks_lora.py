@@ -312,3 +312,24 @@ def test_originals_of_an_fp32_model_from_an_fp16_file_are_kept_as_fp16_and_resto
     assert all(original.dtype == torch.float16 for module, original in patcher.originals() if module in unet_layers)
     patcher.apply([])
     assert_exact(before, pipe)
+
+
+@pytest.mark.parametrize("key,module,param", [
+    ("lora_unet_down_blocks_1_attentions_0_proj_in.lora_up.weight", "lora_unet_down_blocks_1_attentions_0_proj_in",
+     "lora_up.weight"),
+    ("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight",
+     "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q", "lora_A.weight"),
+    ("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.processor.to_out_lora.down.weight",
+     "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_out.0", "lora_down.weight"),
+    ("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.up.weight",
+     "text_encoder.text_model.encoder.layers.0.self_attn.q_proj", "lora_up.weight"),
+    ("unet.mid_block.attentions.0.proj_in.lora_magnitude_vector", "unet.mid_block.attentions.0.proj_in", "dora_scale"),
+    ("lora_te1_text_model_encoder_layers_0_mlp_fc1.hada_w1_a", "lora_te1_text_model_encoder_layers_0_mlp_fc1",
+     "hada_w1_a"),
+])
+def test_every_key_spelling_splits_into_module_and_parameter(pipes, key, module, param):
+    from webui.models.networks.keys import split_key
+
+    assert split_key(key) == (module, param)
+    arch = "sdxl" if "te1" in key else "sd15"
+    assert ModuleIndex(pipes[arch]).find(module) is not None  # and the module exists in the model
