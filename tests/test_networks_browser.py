@@ -111,8 +111,9 @@ def test_vae_quicksetting_changes_the_image_and_the_infotext(app):
     assert "VAE" not in before.splitlines()[-1]
     page.locator("#setting_sd_vae input").click()
     page.get_by_role("option", name="alt.safetensors").click()
-    for _ in range(120):  # the swap is queued; the setting is saved when it has happened
-        if json.loads((data / "config.json").read_text()).get("sd_vae") == "alt.safetensors":
+    config = data / "config.json"
+    for _ in range(240):  # the swap is queued; the setting is saved (config.json written) when it has happened
+        if config.exists() and json.loads(config.read_text()).get("sd_vae") == "alt.safetensors":
             break
         page.wait_for_timeout(250)
     after, changed = generate(page, data, len(saved_pngs(data)))
