@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ControlNet folder (default: DATA/models/ControlNet)")
     paths.add_argument("--hide-ui-dir-config", action="store_true",
                        help="refuse server folders typed into the UI (img2img and Extras batch from directory)")
+    # Networks (issue 11): the folders A1111 has flags for besides --lora-dir / --embeddings-dir / --vae-dir.
+    paths.add_argument("--hypernetwork-dir", type=Path, default=None,
+                       help="hypernetworks folder (default: DATA/models/hypernetworks)")
+    paths.add_argument("--lyco-dir-backcompat", type=Path, default=None,
+                       help="second LoRA folder, for files of the old LyCORIS extension (default: DATA/models/LyCORIS)")
     for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
         paths.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
                            help=f"{folder} upscaler folder (default: DATA/models/{folder})")

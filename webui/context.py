@@ -18,6 +18,8 @@ from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
+from webui.models.networks.feature import NetworksFeature
+from webui.models.networks.manager import NetworkManager
 from webui.models.upscalers import UpscalerManager
 from webui.paths import Paths
 from webui.security.policy import SecurityPolicy
@@ -41,6 +43,7 @@ class AppContext:
     status: str = ""  # the one-line model status shown in the UI header
     startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
     security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
+    networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
 
     @property
     def loading(self) -> bool:
@@ -67,6 +70,10 @@ class AppContext:
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
         return self.queue.submit(name, kind="checkpoint", source=source)
+
+    def submit_vae(self, choice: str, source: str = "ui") -> Job:
+        """Queue an sd_vae change (quicksettings, /options), so it lands between generations."""
+        return self.queue.submit(choice, kind="vae", source=source)
 
 
 def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, progress):
@@ -122,12 +129,13 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     contexts: list[AppContext] = []
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
+    networks = NetworkManager.from_paths(paths, settings, args)
     upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
                                 half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
                                 extra_dirs=dict(paths.upscaler_dirs))
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION, upscalers=upscalers)
-    core.features.append(RefinerFeature(models, settings))
+                       styles=styles, version=VERSION, upscalers=upscalers,
+                       features=[NetworksFeature(networks), RefinerFeature(models, settings)])
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job
@@ -140,6 +148,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             return run_extras(job.payload.validate(upscalers), upscalers, core.saver, folder, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             return models.select(job.payload)
+        if job.kind == "vae":
+            return networks.select_vae(models, job.payload)
         if job.kind == "startup":
             try:
                 line = models.startup(job.payload)
@@ -159,7 +169,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         log.info(status)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                      core=core, queue=queue, upscalers=upscalers, status=status,
-                     security=SecurityPolicy.from_args(args, paths.data_dir))
+                     security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks)
     contexts.append(ctx)
     if load_in_background:
         ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.networks import apply_vae_option, build_networks_router
 from webui.api.extras import build_extras_router
 from webui.api.img2img import add_img2img_route
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
@@ -332,6 +333,7 @@ def build_router(ctx) -> APIRouter:
                 errors.append({"field": key, "message": str(exc)})
         errors += api_output_dir_problems(ctx, checked)  # folders set through the API stay in the data dir
         checkpoint = checked.pop("sd_model_checkpoint", None)
+        vae = checked.pop("sd_vae", None)  # applied through the queue, like a checkpoint (webui/api/networks.py)
         if checkpoint and ctx.models.find(checkpoint) is None:
             errors.append({"field": "sd_model_checkpoint",
                            "message": f"no checkpoint matches {checkpoint!r}; GET {PREFIX}/sd-models lists them"})
@@ -341,6 +343,8 @@ def build_router(ctx) -> APIRouter:
             raise ApiError(409, f"settings not saved: {ctx.settings.unsaved_reason}; fix or move the file and restart")
         if checkpoint:
             await swap_checkpoint(checkpoint)  # first: if it fails, nothing else has changed
+        if vae is not None:
+            await apply_vae_option(ctx, vae)
         if checked:
             try:
                 ctx.settings.save_changes(checked)
@@ -371,6 +375,7 @@ def api_routers(ctx) -> list[APIRouter]:
     (built with `api_router(ctx, ...)` so auth, strict JSON and the error shape come with it)."""
     return [
         build_router(ctx),
+        build_networks_router(ctx),
     ]
 
 

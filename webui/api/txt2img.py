@@ -21,6 +21,7 @@ from PIL import Image
 
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
+from webui.api.networks import check_vae_override
 from webui.generation import samplers
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.images import png_info
@@ -189,6 +190,8 @@ def _overrides(body: Txt2ImgRequest, ctx, errors: list[FieldError], ignored: lis
             else:  # hardening: an output folder a request sets stays inside the data dir (docs/security.md)
                 problems = api_output_dir_problems(ctx, {key: kept[key]}, "override_settings.")
                 errors += [FieldError(p["field"], p["message"]) for p in problems]
+            if key == "sd_vae" and (problem := check_vae_override(ctx, value)):
+                errors.append(FieldError(name, problem))
         elif key in REFUSED_OVERRIDES:
             if value not in REFUSED_OVERRIDES[key]:
                 errors.append(FieldError(name, f"not supported here unless {' or '.join(map(repr, REFUSED_OVERRIDES[key][:1]))}"
@@ -321,6 +324,8 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "job_id": job.id,
         "job_seq": job.seq,
         "interrupted": result.interrupted,
+        # A1111's p.comment() lines: networks not found, refused or of another base model.
+        "comments": "".join(f"{c}\n" for c in result.comments),
     }
 
 

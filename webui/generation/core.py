@@ -190,7 +190,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                                              sdxl=pipelines.family(pipe) == "sdxl")
         t0 = time.perf_counter()
         backtrack = setting(req, ctx.settings, "comma_padding_backtrack")
-        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip, comma_backtrack=backtrack)
+        encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip, comma_backtrack=backtrack,
+                         embeddings=p.embeddings)
         cond = encode(p.prompt, p.negative_prompt, steps=req.steps)
         # Prompt editing, alternation and AND per model call (the UNet hook is only installed when used).
         plan = guidance.build_plan(p.prompt, p.negative_prompt, samplers.prompt_steps(req.sampler_name, req.steps),
@@ -198,8 +199,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         hr = hires.plan(p, ctx, cond, clip_skip, backtrack)  # None unless hires fix is on
         hr_plan = None if hr is None else guidance.build_plan(
             hr.prompt, hr.negative_prompt, samplers.prompt_steps(hr.sampler_name, hr.run_steps),
-            partial(conditioning.encode_prompts, hr.model.pipe, clip_skip=clip_skip, comma_backtrack=backtrack),
-            hr.cond)
+            partial(conditioning.encode_prompts, hr.model.pipe, clip_skip=clip_skip, comma_backtrack=backtrack,
+                    embeddings=p.embeddings), hr.cond)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)

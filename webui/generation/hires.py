@@ -72,7 +72,7 @@ def plan(p, ctx, cond, clip_skip: int, comma_backtrack: int, model=None) -> Hire
     hr_negative = req.hr_negative_prompt or p.negative_prompt
     if model is not p.model or (hr_prompt, hr_negative) != (p.prompt, p.negative_prompt):
         cond = conditioning.encode_prompts(model.pipe, hr_prompt, hr_negative, clip_skip=clip_skip, steps=steps,
-                                           comma_backtrack=comma_backtrack)
+                                           comma_backtrack=comma_backtrack, embeddings=p.embeddings)
     info: dict[str, Any] = {"Denoising strength": req.denoising_strength}
     if model is not p.model:
         info["Hires checkpoint"] = model.info.title

@@ -87,7 +87,8 @@ class RefinerFeature:
             if "cond" not in cache:
                 clip_skip = req.clip_skip or self.settings.get("CLIP_stop_at_last_layers")
                 cache["cond"] = conditioning.encode_prompts(refiner.pipe, p.prompt, p.negative_prompt,
-                                                            clip_skip=clip_skip, steps=req.steps)
+                                                            clip_skip=clip_skip, steps=req.steps,
+                                                            embeddings=p.embeddings)
             return cache["cond"]
 
         def on_step(state: StepState):

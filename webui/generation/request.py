@@ -19,6 +19,7 @@ from PIL import Image
 
 from webui.generation import samplers
 from webui.generation.seeds import MAX_SEED
+from webui.models.networks.tags import check_prompt_tags
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's first (default) sampler
 DEFAULT_SCHEDULER = samplers.AUTOMATIC
@@ -135,6 +136,11 @@ class GenerationRequest:
                 errors.append(FieldError(name, f"must be text, got {_show(value)}"))
             out[name] = value
 
+        if isinstance(out["prompt"], str):
+            tag_problem = check_prompt_tags(out["prompt"])  # <lora:name:weight> with a weight that is no number
+            if tag_problem:
+                errors.append(FieldError("prompt", tag_problem))
+
         styles = [] if self.styles is None else self.styles
         if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) for s in styles):
             errors.append(FieldError("styles", f"must be a list of style names, got {_show(self.styles)}"))
@@ -204,7 +210,7 @@ class GenerationResult:
     request: GenerationRequest
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
-    comments: list[str] = field(default_factory=list)  # notes for the user (e.g. an empty mask ran as img2img)
+    comments: list[str] = field(default_factory=list)  # notes for the user (A1111's p.comment): networks not found, an empty mask ran as img2img
 
 
 def _copy(value: Any) -> Any:

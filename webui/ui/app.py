@@ -10,6 +10,7 @@ from webui.jobs import JobFailed
 from webui.ui import img2img_inputs
 from webui.ui.extras import build_extras, wire_send_to_extras
 from webui.ui.img2img import build_img2img
+from webui.ui.extra_networks import build_vae_quicksetting
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.model_status import attach_model_status
 from webui.ui.pnginfo import build_pnginfo
@@ -51,6 +52,7 @@ def build_ui(ctx) -> gr.Blocks:
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_titles(ctx),
                                      value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            build_vae_quicksetting(ctx)
             current = ctx.models.current()
             status = gr.Markdown(html.escape(model_line(ctx, current) if current else ctx.status),
                                  elem_id="model_status")

@@ -10,6 +10,7 @@ from webui.generation import image_fields
 from webui.generation.img2img_batch import batch_requests
 from webui.generation.outpaint import DIRECTIONS, METHODS, OutpaintJob
 from webui.generation.request import GenerationRequest
+from webui.ui.extra_networks import build_extra_networks
 from webui.ui import img2img_inputs as inputs
 from webui.ui.shared_controls import (
     OutputPanel,
@@ -82,6 +83,7 @@ def build_img2img(ctx) -> Img2ImgTab:
     model = ctx.models.current()
     default_size = model.native_size if model else 512
     row = build_prompt_row(ctx, TAB)
+    build_extra_networks(ctx, TAB, row.prompt, row.negative_prompt)
     mode = gr.State(inputs.IMG2IMG)
     with gr.Row():
         with gr.Column(scale=1):

@@ -259,7 +259,9 @@ def wire_common(ctx, tab: str, row: PromptRow, controls: SamplingControls, outpu
         model = ctx.models.current()
         if model is None:
             return "?/75"
-        used, limit = count_tokens(model.pipe.tokenizer, text or "")
+        networks = getattr(ctx, "networks", None)  # embeddings count as their vectors, as in A1111
+        expand = networks.embeddings.lookup(model.pipe).expander(model.pipe.tokenizer) if networks else None
+        used, limit = count_tokens(model.pipe.tokenizer, text or "", expand_tokens=expand)
         return f"{used}/{limit}"
 
     row.prompt.change(counter, row.prompt, row.prompt_tokens, **private)

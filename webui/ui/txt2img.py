@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.generation.request import GenerationRequest
+from webui.ui.extra_networks import build_extra_networks
 from webui.ui.hires_controls import HiresControls, build_hires, wire_hires
 from webui.ui.shared_controls import (
     OutputPanel,
@@ -59,6 +60,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
     model = ctx.models.current()
     default_size = model.native_size if model else 512
     row = build_prompt_row(ctx, TAB)
+    build_extra_networks(ctx, TAB, row.prompt, row.negative_prompt)
     with gr.Row():
         with gr.Column(scale=1):
             sampler_name, scheduler, steps = build_sampler(TAB)
