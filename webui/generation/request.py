@@ -82,6 +82,7 @@ class GenerationRequest:
     inpainting_mask_invert: int | str = 0  # 0 Inpaint masked, 1 Inpaint not masked
     initial_noise_multiplier: float = 1.0
     latent_mask: Image.Image | None = None  # outpainting: a tighter mask for the latent blend than for the overlay
+    soft_inpainting: Any = None  # A1111's soft inpainting: true, an object of its six settings, or its args list
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
