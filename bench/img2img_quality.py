@@ -7,8 +7,8 @@ that grades the demo model (``webui.training.shapes.classify``):
   denoising 0.6 and 0.75: share read as green, share still a circle, centroid shift in pixels;
 - inpaint: a square mask over the circle, prompt "a yellow circle on a blue background": the masked
   area follows the prompt (classifier colour), pixels outside the blurred mask equal the original's;
-- outpaint: poor man's and mk2, 32 px to the right and down: the original region outside the seam is
-  unchanged, the new region carries the background colour;
+- outpaint: poor man's and mk2, 32 px to the right and down, prompt "a blue background": the original
+  region outside the seam is unchanged, the new region carries the background colour;
 - speed: per-image time of ``core.generate`` (img2img, on this thread, and through the job queue)
   against a bare ``StableDiffusionImg2ImgPipeline`` call on the same modules, same scheduler, steps
   run, strength, size and seed; interleaved, medians compared.
@@ -83,6 +83,7 @@ def recolour(core, seeds: int) -> dict:
             if c is not None:
                 shifts.append(float(np.hypot(c[0] - start[0], c[1] - start[1])))
         rows[str(strength)] = {"green": green / seeds, "circle": circle / seeds,
+                               "centroid_within_8px": sum(d <= 8 for d in shifts) / seeds,
                                "centroid_shift_mean_px": statistics.mean(shifts) if shifts else None,
                                "centroid_shift_max_px": max(shifts) if shifts else None}
     return rows
@@ -126,7 +127,7 @@ def outpainting(core, seeds: int, out_dir: Path) -> dict:
         seam = 8 + 20 if method == outpaint.POOR_MAN else 0
         unchanged, background = [], []
         for seed in range(seeds):
-            job = outpaint.OutpaintJob(request(prompt="a red circle on a blue background", init_images=[init],
+            job = outpaint.OutpaintJob(request(prompt="a blue background", init_images=[init],
                                                seed=seed, denoising_strength=0.8), method=method, pixels=32,
                                        directions=("right", "down"), mask_blur=4)
             out = np.asarray(outpaint.run_outpaint(job, core).images[0], dtype=np.float32)

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="allow installing extensions from the UI even with --listen")
     safety.add_argument("--disable-safe-unpickle", action="store_true",
                         help="allow .ckpt/.pt files whose pickle runs arbitrary code (dangerous)")
+    # img2img's block
+    safety.add_argument("--hide-ui-dir-config", action="store_true",
+                        help="refuse server folders typed into the UI (img2img Batch input/output/mask folders)")
 
     p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")
     return p

@@ -209,9 +209,8 @@ def build_img2img(ctx) -> Img2ImgTab:
                       if soft_ else None)
         template = GenerationRequest.from_dict(fields)[0]
         if mode_ == inputs.BATCH:
-            if getattr(ctx.args, "hide_ui_dir_config", False):
-                raise inputs.InputError("Batch from folders is disabled on this server (--hide-ui-dir-config).")
-            return batch_requests(template, input_dir_, output_dir_, mask_dir_)
+            return batch_requests(template, input_dir_, output_dir_, mask_dir_,
+                                  allow_dirs=not getattr(ctx.args, "hide_ui_dir_config", False))
         init, mask = inputs.image_and_mask(mode_, image_, sketch_, inpaint_, sketch_inpaint_, upload_image_,
                                            upload_mask_, alpha_, int(blur_))
         request = GenerationRequest.from_dict({**fields, "init_images": [init], "mask": mask,
