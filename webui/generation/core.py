@@ -212,7 +212,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)
-        progress.make_preview = previews.make_previewer(model)
+        # Building the previewer walks the VAE's parameters: only when previews are wanted.
+        progress.make_preview = previews.make_previewer(model) if progress.preview_every else None
 
         t0 = time.perf_counter()
         init = img2img.prepare(req, pipe) if req.mode != "txt2img" else None
