@@ -102,3 +102,16 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_server_keeps_serving(http, 
     assert response.status_code == status, response.text
     assert field in [d["field"] for d in response.json()["detail"]], response.json()
     assert post(http, steps=1).status_code == 200
+
+
+def test_soft_inpainting_as_a1111_sends_it_and_other_scripts_refused(http):
+    args = [True, 1, 0.5, 4, 0, 0.5, 2]
+    response = post(http, mask=b64(box_mask()), inpaint_full_res=False, mask_blur=8,
+                    alwayson_scripts={"Soft Inpainting": {"args": args}})
+    assert response.status_code == 200, response.text
+    params = parse_infotext(json.loads(response.json()["info"])["infotexts"][0])
+    assert params["Soft inpainting enabled"] == "True" and params["Soft inpainting transition contrast boost"] == "4"
+    refused = post(http, alwayson_scripts={"Soft Inpainting": {"args": args}, "ADetailer": {"args": []}})
+    assert refused.status_code == 422 and "alwayson_scripts" in [d["field"] for d in refused.json()["detail"]]
+    bad = post(http, mask=b64(box_mask()), alwayson_scripts={"soft inpainting": {"args": [True, 99]}})
+    assert bad.status_code == 422 and "soft_inpainting" in [d["field"] for d in bad.json()["detail"]]

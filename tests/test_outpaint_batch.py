@@ -74,6 +74,8 @@ def test_batch_requests_from_folders(tmp_path):
     assert overrides["samples_filename_pattern"] == "b-[seed]"
     with pytest.raises(RequestError, match="not a folder"):
         batch_requests(template, str(tmp_path / "missing"))
+    with pytest.raises(RequestError, match="hide-ui-dir-config"):
+        batch_requests(template, str(inp), allow_dirs=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(RequestError, match="no images"):
         batch_requests(template, str(tmp_path / "empty"))

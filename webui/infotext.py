@@ -238,6 +238,11 @@ def infotext_to_request_fields(params: dict[str, Any]) -> dict[str, Any]:
         fields["enable_hr"] = True
     fields.setdefault("clip_skip", 1)
     fields.setdefault("subseed_strength", 0.0)
+    if params.get("Soft inpainting enabled") == "True" and "soft_inpainting" in names:
+        from webui.generation.soft_inpaint import INFOTEXT_KEYS
+
+        fields["soft_inpainting"] = {name: _convert(params[key], float) for name, key in INFOTEXT_KEYS.items()
+                                     if key in params}
 
     if "Sampler" in params:
         sampler, schedule = params["Sampler"], params.get("Schedule type")

@@ -34,6 +34,14 @@ def plan_img2img(body: m.Img2ImgRequest, ctx, decode_image) -> Plan:
         raise ApiError.field(422, "init_images", f"at most {MAX_INIT_IMAGES} images, got {len(body.init_images)}")
     images = [_decode(decode_image, text, f"init_images[{i}]") for i, text in enumerate(body.init_images)]
     mask = _decode(decode_image, body.mask, "mask") if body.mask is not None else None
+    # A1111's built-in "Soft inpainting" arrives as an always-on script; other scripts are refused as in txt2img.
+    scripts = dict(body.alwayson_scripts or {})
+    soft_key = next((k for k in scripts if str(k).strip().lower() == "soft inpainting"), None)
+    soft = None
+    if soft_key is not None:
+        entry = scripts.pop(soft_key)
+        soft = entry.get("args") if isinstance(entry, dict) else entry
+        body = body.model_copy(update={"alwayson_scripts": scripts})
     extra = {
         "mode": "inpaint" if mask is not None else "img2img", "init_images": images, "mask": mask,
         "resize_mode": body.resize_mode, "denoising_strength": body.denoising_strength,
@@ -42,6 +50,7 @@ def plan_img2img(body: m.Img2ImgRequest, ctx, decode_image) -> Plan:
         "inpaint_full_res": body.inpaint_full_res, "inpaint_full_res_padding": body.inpaint_full_res_padding,
         "inpainting_mask_invert": body.inpainting_mask_invert,
         "initial_noise_multiplier": 1.0 if body.initial_noise_multiplier is None else body.initial_noise_multiplier,
+        "soft_inpainting": soft,
     }
     if body.denoising_strength is None:
         extra["denoising_strength"] = 0.75

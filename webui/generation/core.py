@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, guidance, hires, img2img, pipelines, previews, samplers, seeds, tiling
+from webui.generation import (conditioning, guidance, hires, img2img, pipelines, previews, samplers, seeds, soft_inpaint,
+                              tiling)
 from webui.generation.interruptible_decode import decode_latents  # hardening: interrupt between images/tiles
 from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
@@ -70,6 +71,7 @@ class SamplingPass:
     run: int
     init: torch.Tensor | None = None
     latent_mask: torch.Tensor | None = None
+    soft: Any = None  # soft_inpaint.SoftInpainting: soft per-step blend, no hard final blend
     inpaint_mask: torch.Tensor | None = None  # 9-channel UNets: [B,1,H,W] conditioning mask
     masked_image_latents: torch.Tensor | None = None  # 9-channel UNets: [B,C,h,w]
     name: str = "main"
@@ -92,18 +94,43 @@ def _output_folder(ctx: CoreContext, request: GenerationRequest, grids: bool) ->
     return folder / datetime.now().strftime("%Y-%m-%d")
 
 
-def _blend_step(init: torch.Tensor, noise: torch.Tensor, repaint: torch.Tensor, skip_start: int):
+def _noised_init(state: StepState, init, noise, skip_start: int):
+    """The original noised to the level the latents have after this step (None after the last step)."""
+    schedule = state.pipe.scheduler.timesteps[skip_start * state.pipe.scheduler.order:]
+    if state.step + 1 >= len(schedule):
+        return None, None
+    latents = state.tensors["latents"]
+    t_next = schedule[state.step + 1: state.step + 2]
+    return state.pipe.scheduler.add_noise(init.to(latents), noise.to(latents), t_next), t_next
+
+
+def _blend_step(init: torch.Tensor, noise: torch.Tensor, repaint: torch.Tensor, skip_start: int, soft=None):
     """A1111's inpaint blend per step: outside the mask the latents follow the noised original."""
 
     def blend(state: StepState):
-        schedule = state.pipe.scheduler.timesteps[skip_start * state.pipe.scheduler.order:]
-        if state.step + 1 >= len(schedule):
+        noised, _ = _noised_init(state, init, noise, skip_start)
+        if noised is None:
             return None  # the final blend after sampling covers the last step
         latents = state.tensors["latents"]
-        t_next = schedule[state.step + 1: state.step + 2]
-        noised = state.pipe.scheduler.add_noise(init.to(latents), noise.to(latents), t_next)
         keep = (1 - repaint).to(latents)
         return {"latents": noised * keep + latents * repaint.to(latents)}
+
+    return blend
+
+
+def _soft_blend_step(init: torch.Tensor, noise: torch.Tensor, repaint: torch.Tensor, skip_start: int, soft=None):
+    """Soft inpainting's blend: the mask, raised to a power that follows the noise level, mixes the
+    latents with the noised original, magnitudes interpolated separately (A1111's latent_blend)."""
+
+    def blend(state: StepState):
+        noised, _ = _noised_init(state, init, noise, skip_start)
+        latents = state.tensors["latents"]
+        if noised is None:
+            noised = init.to(latents)  # after the last step the latents are clean: blend with the original
+        # A1111 raises the mask by the noise level the model denoised from this step.
+        sigma = soft_inpaint.step_sigma(state.pipe.scheduler, state.timestep)
+        weight = soft_inpaint.blend_weight(soft, repaint.to(latents), sigma)
+        return {"latents": soft_inpaint.latent_blend(soft, noised, latents, weight)}
 
     return blend
 
@@ -141,7 +168,9 @@ def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, schedu
     callbacks = []
     if job_pass.latent_mask is not None and job_pass.init is not None:
         skip = job_pass.steps - job_pass.run
-        callbacks.append(registered_step(_blend_step(job_pass.init, job_pass.noise, job_pass.latent_mask, skip)))
+        blend = _soft_blend_step if job_pass.soft is not None else _blend_step
+        callbacks.append(registered_step(blend(job_pass.init, job_pass.noise, job_pass.latent_mask, skip,
+                                               job_pass.soft)))
     callbacks += p.step_callbacks()
 
     def report(state: StepState):
@@ -156,8 +185,8 @@ def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, schedu
     with guidance.guidance_hook(pipe, plan, batch, p.request.cfg_scale):
         latents = pipelines.call(pipe, given, callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=names,
                                  **kwargs).images
-    if job_pass.latent_mask is not None and job_pass.init is not None:
-        # A1111's final blend: unmasked latents are exactly the init's.
+    if job_pass.latent_mask is not None and job_pass.init is not None and job_pass.soft is None:
+        # A1111's final blend: unmasked latents are exactly the init's (soft inpainting skips it).
         repaint = job_pass.latent_mask.to(latents)
         latents = latents * repaint + job_pass.init.to(latents) * (1 - repaint)
     return latents
@@ -204,7 +233,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)
-        progress.make_preview = previews.make_previewer(model)
+        # Building the previewer walks the VAE's parameters: only when previews are wanted.
+        progress.make_preview = previews.make_previewer(model) if progress.preview_every else None
 
         t0 = time.perf_counter()
         init = img2img.prepare(req, pipe) if req.mode != "txt2img" else None
@@ -244,9 +274,10 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             if init is not None:
                 job_pass.init = img2img.batch_latents(init, 0, req.batch_size, batch_seeds)
                 job_pass.latent_mask = init.latent_mask
+                job_pass.soft = req.soft_inpainting if init.has_mask else None
             if nine_channel:
                 job_pass.inpaint_mask, job_pass.masked_image_latents = img2img.inpaint_conditioning(
-                    pipe, init, req.batch_size, 0, req.width, req.height, req.mask_round)
+                    pipe, init, req.batch_size, 0, req.width, req.height, init.round_mask if init else True)
             t1 = time.perf_counter()
             latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress, plan)
             decoder = pipe
@@ -263,12 +294,17 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             if pixels is None:
                 break  # interrupted before an image of this batch was finished
             batch_images = decoder.image_processor.postprocess(pixels.float(), output_type="pil")
+            soft_masks = [None] * len(batch_images)
+            if job_pass.soft is not None:
+                soft_masks = soft_inpaint.overlay_masks(job_pass.soft, init.latent_mask, job_pass.init, latents.float().cpu(),
+                                                        req.width, req.height, init.paste_to,
+                                                        init.bases[0].size if init.bases else None)
             decoding += time.perf_counter() - t2
             for i, image in enumerate(batch_images):
                 for hook in p.image_hooks():
                     image = hook(p, len(images), image)
                 if init is not None:
-                    image = img2img.finish_image(init, i, image)
+                    image = img2img.finish_image(init, i, image, soft_masks[i])
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
                                                 prompt=p.prompt, negative_prompt=p.negative_prompt,

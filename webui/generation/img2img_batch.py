@@ -29,8 +29,14 @@ def _load(path: Path) -> Image.Image:
 
 
 def batch_requests(template: GenerationRequest, input_dir: str, output_dir: str = "",
-                   mask_dir: str = "") -> list[GenerationRequest]:
-    """Requests for every image in ``input_dir`` (sorted by name), built on ``template``'s settings."""
+                   mask_dir: str = "", allow_dirs: bool = True) -> list[GenerationRequest]:
+    """Requests for every image in ``input_dir`` (sorted by name), built on ``template``'s settings.
+
+    ``allow_dirs`` False (the server runs with --hide-ui-dir-config) refuses every folder.
+    """
+    if not allow_dirs:
+        raise RequestError([FieldError("input_dir", "batch from server folders is disabled on this server "
+                                                    "(--hide-ui-dir-config)")])
     folder = Path(str(input_dir or "").strip()).expanduser()
     if not str(input_dir or "").strip() or not folder.is_dir():
         raise RequestError([FieldError("input_dir", f"not a folder: {input_dir!r}")])

@@ -120,23 +120,24 @@ def poor_mans(job: OutpaintJob, generate, progress: Progress) -> tuple[Image.Ima
     tile_w, tile_h = min(req.width, width), min(req.height, height)
     first, seed = None, req.seed
     out = canvas.copy()
-    for y in _tile_starts(height, tile_h, job.pixels):
-        for x in _tile_starts(width, tile_w, job.pixels):
-            inside = x >= left and x + tile_w <= width - right and y >= up and y + tile_h <= height - down
-            if inside or progress.interrupted:
-                continue  # a tile of the original only: nothing to paint
-            crop = (x, y, x + tile_w, y + tile_h)
-            tile_req = dataclasses.replace(
-                req, mode="inpaint", init_images=[canvas.crop(crop)], mask=mask.crop(crop),
-                latent_mask=latent_mask.crop(crop), width=tile_w, height=tile_h, n_iter=1, batch_size=1,
-                mask_blur=job.mask_blur * 2, inpainting_fill=job.inpainting_fill, inpaint_full_res=False,
-                save_images=False, seed=seed, scale_by=None)
-            result = generate(tile_req)
-            if not result.images:
-                break
-            first = first or result
-            seed = result.seeds[0] + 1  # A1111: the next tile uses the next seed
-            _blend_paste(out, result.images[0], x, y, job.pixels)
+    tiles = [(x, y) for y in _tile_starts(height, tile_h, job.pixels) for x in _tile_starts(width, tile_w, job.pixels)
+             if not (x >= left and x + tile_w <= width - right and y >= up and y + tile_h <= height - down)]
+    for number, (x, y) in enumerate(tiles):  # tiles of the original only are skipped: nothing to paint
+        if progress.interrupted:
+            break
+        progress.prefix = f"Outpainting tile {number + 1} of {len(tiles)}: "
+        crop = (x, y, x + tile_w, y + tile_h)
+        tile_req = dataclasses.replace(
+            req, mode="inpaint", init_images=[canvas.crop(crop)], mask=mask.crop(crop),
+            latent_mask=latent_mask.crop(crop), width=tile_w, height=tile_h, n_iter=1, batch_size=1,
+            mask_blur=job.mask_blur * 2, inpainting_fill=job.inpainting_fill, inpaint_full_res=False,
+            save_images=False, seed=seed, scale_by=None)
+        result = generate(tile_req)
+        if not result.images:
+            break
+        first = first or result
+        seed = result.seeds[0] + 1  # A1111: the next tile uses the next seed
+        _blend_paste(out, result.images[0], x, y, job.pixels)
     return out, first
 
 
@@ -181,6 +182,7 @@ def mk2(job: OutpaintJob, generate, progress: Progress) -> tuple[Image.Image, Ge
     for side, amount in (("left", left), ("right", right), ("up", up), ("down", down)):
         if not amount or progress.interrupted:
             continue
+        progress.prefix = f"Outpainting {side}: "
         horizontal = side in ("left", "right")
         blur = blur_x if horizontal else blur_y
         grow_w, grow_h = (amount, 0) if horizontal else (0, amount)
@@ -222,8 +224,12 @@ def run_outpaint(job: OutpaintJob, core, progress: Progress | None = None) -> Ge
     """Run an outpainting job in the worker: one generate() per tile/direction, then save the canvas."""
     from webui.generation.core import generate, save_images
 
+    from webui.generation.seeds import resolve_seed
+
     progress = progress or Progress()
     job = job.validate()
+    # One seed for the whole job (A1111 fixes it once): mk2's directions share it, tiles count up from it.
+    job = dataclasses.replace(job, request=dataclasses.replace(job.request, seed=resolve_seed(job.request.seed)))
     run = (lambda request: generate(request, core, progress))
     canvas, first = (poor_mans if job.method == POOR_MAN else mk2)(job, run, progress)
     if first is None:

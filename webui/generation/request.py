@@ -100,6 +100,7 @@ class GenerationRequest:
     hr_negative_prompt: str = ""
     refiner_checkpoint: str = ""
     refiner_switch_at: float = 0.8
+    soft_inpainting: Any = None  # A1111's soft inpainting: true, an object of its six settings, or its args list
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:

@@ -11,6 +11,7 @@ from webui.generation.img2img_batch import batch_requests
 from webui.generation.outpaint import DIRECTIONS, METHODS, OutpaintJob
 from webui.generation.request import GenerationRequest
 from webui.ui.extra_networks import build_extra_networks
+from webui.generation.soft_inpaint import LIMITS, SoftInpainting
 from webui.ui import img2img_inputs as inputs
 from webui.ui.shared_controls import (
     OutputPanel,
@@ -28,6 +29,12 @@ from webui.ui.shared_controls import (
 
 TAB = "img2img"
 NO_OUTPAINT = "None"
+SOFT_SLIDERS = [(name, label, LIMITS[name], step) for name, label, step in (
+    ("mask_blend_power", "Schedule bias", 0.1), ("mask_blend_scale", "Preservation strength", 0.05),
+    ("inpaint_detail_preservation", "Transition contrast boost", 0.5),
+    ("composite_mask_influence", "Mask influence", 0.05),
+    ("composite_difference_threshold", "Difference threshold", 0.25),
+    ("composite_difference_contrast", "Difference contrast", 0.25))]
 EDITOR = {"type": "pil", "image_mode": "RGBA", "format": "png", "height": 480, "sources": ["upload", "clipboard"]}
 
 
@@ -51,6 +58,8 @@ class Img2ImgTab:
     inpaint_full_res: gr.Radio
     inpaint_full_res_padding: gr.Slider
     inpaint_controls: gr.Group
+    soft_enabled: gr.Checkbox
+    soft_sliders: list
     send_to_extras: gr.Button | None = None
 
     def paste_targets(self) -> dict[str, gr.components.Component]:
@@ -59,7 +68,8 @@ class Img2ImgTab:
                 **self.controls.field_map(), "denoising_strength": self.denoising_strength,
                 "mask_blur_x": self.mask_blur, "inpainting_mask_invert": self.inpainting_mask_invert,
                 "inpainting_fill": self.inpainting_fill, "inpaint_full_res": self.inpaint_full_res,
-                "inpaint_full_res_padding": self.inpaint_full_res_padding}
+                "inpaint_full_res_padding": self.inpaint_full_res_padding, "soft_inpainting": self.soft_enabled,
+                **{f"soft:{name}": slider for (name, *_), slider in zip(SOFT_SLIDERS, self.soft_sliders)}}
 
 
 def paste_value(name: str, value):
@@ -72,6 +82,8 @@ def paste_value(name: str, value):
         return image_fields.INPAINT_AREAS[int(value)]
     if name == "styles":
         return list(value)
+    if name == "soft_inpainting":
+        return bool(value)
     return value
 
 
@@ -129,6 +141,13 @@ def build_img2img(ctx) -> Img2ImgTab:
                                                 label="Inpaint area", elem_id="img2img_inpaint_full_res")
                     padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
                                         elem_id="img2img_inpaint_full_res_padding")
+                with gr.Accordion("Soft inpainting", open=False, elem_id="soft_inpainting_accordion"):
+                    soft_enabled = gr.Checkbox(False, label="Soft inpainting", elem_id="soft_inpainting_enabled",
+                                               info="Blend original and new content by the mask's opacity; "
+                                                    "high Mask blur values are recommended.")
+                    soft_sliders = [gr.Slider(low, high, value=getattr(SoftInpainting(), name), step=step, label=label,
+                                              elem_id=name)
+                                    for name, label, (low, high), step in SOFT_SLIDERS]
                 with gr.Accordion("Outpainting", open=False, elem_id="img2img_outpainting"):
                     outpaint_method = gr.Radio([NO_OUTPAINT, *METHODS], value=NO_OUTPAINT, label="Outpainting",
                                                elem_id="img2img_outpaint_method")
@@ -163,7 +182,7 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
     tab = Img2ImgTab(row, controls, output, subtabs, mode, image, sketch, inpaint, denoising_strength, resize_mode,
                      mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls,
-                     send_to_extras)
+                     soft_enabled, soft_sliders, send_to_extras)
 
     for index, subtab in enumerate((t0, t1, t2, t3, t4, t5)):
         subtab.select(lambda i=index: (i, gr.update(visible=i in inputs.INPAINT_MODES),
@@ -177,24 +196,25 @@ def build_img2img(ctx) -> Img2ImgTab:
     extra = [mode, image, sketch, inpaint, inpaint_sketch, upload_image, upload_mask, input_dir, output_dir,
              mask_dir, resize_mode, scale_tab, scale_by, denoising_strength, mask_blur, mask_alpha,
              inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, outpaint_method, outpaint_pixels,
-             outpaint_directions, noise_q, color_variation]
+             outpaint_directions, noise_q, color_variation, soft_enabled, *soft_sliders]
 
     def make_requests(*values):
         fields = dict(zip(common_names, values[:len(common_names)]))
         (mode_, image_, sketch_, inpaint_, sketch_inpaint_, upload_image_, upload_mask_, input_dir_, output_dir_,
          mask_dir_, resize_mode_, scale_tab_, scale_by_, denoise_, blur_, alpha_, invert_, fill_, area_, padding_,
-         method_, pixels_, directions_, noise_q_, variation_) = values[len(common_names):]
+         method_, pixels_, directions_, noise_q_, variation_, soft_, *soft_values) = values[len(common_names):]
         fields.update(resize_mode=_choice_index(resize_mode_, image_fields.RESIZE_MODES),
                       scale_by=scale_by_ if scale_tab_ == 1 and mode_ != inputs.BATCH else None,
                       denoising_strength=denoise_, mask_blur=int(blur_),
                       inpainting_mask_invert=_choice_index(invert_, image_fields.MASK_MODES),
                       inpainting_fill=_choice_index(fill_, image_fields.MASKED_CONTENT),
-                      inpaint_full_res=area_ == "Only masked", inpaint_full_res_padding=int(padding_))
+                      inpaint_full_res=area_ == "Only masked", inpaint_full_res_padding=int(padding_),
+                      soft_inpainting={name: float(v) for (name, *_), v in zip(SOFT_SLIDERS, soft_values)}
+                      if soft_ else None)
         template = GenerationRequest.from_dict(fields)[0]
         if mode_ == inputs.BATCH:
-            if getattr(ctx.args, "hide_ui_dir_config", False):
-                raise inputs.InputError("Batch from folders is disabled on this server (--hide-ui-dir-config).")
-            return batch_requests(template, input_dir_, output_dir_, mask_dir_)
+            return batch_requests(template, input_dir_, output_dir_, mask_dir_,
+                                  allow_dirs=not getattr(ctx.args, "hide_ui_dir_config", False))
         init, mask = inputs.image_and_mask(mode_, image_, sketch_, inpaint_, sketch_inpaint_, upload_image_,
                                            upload_mask_, alpha_, int(blur_))
         request = GenerationRequest.from_dict({**fields, "init_images": [init], "mask": mask,

@@ -13,7 +13,16 @@ TARGET_TAB = "img2img"
 def paste_updates(targets: dict, text: str | None) -> list:
     """One update per target component: the infotext's value where it has one, unchanged otherwise."""
     found = infotext_to_request_fields(parse_infotext(text)) if text else {}
-    return [paste_value(name, found[name]) if name in found else gr.update() for name in targets]
+    soft = found.get("soft_inpainting") or {}
+    if text:
+        found.setdefault("soft_inpainting", False)  # an infotext without it had soft inpainting off
+    updates = []
+    for name in targets:
+        if name.startswith("soft:"):
+            updates.append(soft[name[5:]] if name[5:] in soft else gr.update())
+        else:
+            updates.append(paste_value(name, found[name]) if name in found else gr.update())
+    return updates
 
 
 def send_outputs(tab: Img2ImgTab, main_tabs: gr.Tabs) -> tuple[list, dict]:
