@@ -58,7 +58,7 @@ def error_html(message: str) -> str:
 def build_txt2img(ctx) -> Txt2ImgTab:
     """Lay out the tab and wire Generate / Interrupt / Skip, counters, seeds, swap and gallery."""
     model = ctx.models.current()
-    default_size = model.native_size if model else 512
+    default_size = model.native_size if model else (getattr(ctx, "startup_size", None) or 512)
     with gr.Row(elem_id="txt2img_toprow"):
         with gr.Column(scale=6):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
