@@ -43,6 +43,7 @@ def test_context_returns_while_the_startup_checkpoint_loads(tiny_sd15, tmp_path,
         assert started.wait(60)  # the load is running on the worker, and we got here anyway
         assert ctx.loading and ctx.models.current() is None
         assert ctx.status == "Loading tiny-sd15.safetensors ..."
+        assert ctx.startup_size == 64  # read from the file's header and config while the weights load
         # A generation sent now waits behind the load (FIFO) instead of failing for want of a model.
         job = ctx.submit_txt2img(GenerationRequest(prompt="a red circle", steps=2, width=64, height=64, seed=3,
                                                    save_images=False))

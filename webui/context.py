@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class AppContext:
     startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
     security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
     networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
+    startup_size: int | None = None  # that checkpoint's native size, read from its header while it loads
 
     @property
     def loading(self) -> bool:
@@ -109,13 +111,31 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
     return build_context(args, paths, policy, settings)
 
 
-def _startup_label(models: ModelManager, ckpt) -> str:
-    """What ``ModelManager.startup`` will most likely load, for the "Loading ..." line."""
+def _startup_guess(models: ModelManager, ckpt) -> tuple[str, int | None]:
+    """What ``ModelManager.startup`` will most likely load: its name for the "Loading ..." line and
+    its native image size (from the file's header and config folder, no weights read) for the UI."""
+    path: Path | None = None
     if ckpt:
-        return Path(str(ckpt)).name
-    last = models.find(models.settings.get("sd_model_checkpoint"))
-    found = [last] if last is not None else models.checkpoints()[:1]
-    return found[0].title if found else "the startup checkpoint"
+        found = models.find(str(ckpt))
+        path = found.filename if found is not None else Path(str(ckpt)).expanduser()
+        label = Path(str(ckpt)).name
+    else:
+        last = models.find(models.settings.get("sd_model_checkpoint"))
+        found = last if last is not None else next(iter(models.checkpoints()), None)
+        if found is None:
+            return "the startup checkpoint", None
+        path, label = found.filename, found.title
+    try:
+        from webui.models.probe import probe_checkpoint
+
+        if path.suffix.lower() not in (".safetensors", "") and not path.is_dir():
+            return label, None  # a pickled .ckpt would have to be read whole: wait for the load
+        config = probe_checkpoint(path, configs_dir=models.paths.configs_dir).config_dir
+        unet = json.loads((config / "unet" / "config.json").read_text())
+        vae = json.loads((config / "vae" / "config.json").read_text())
+        return label, int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except Exception:  # a guess only: the load itself reports what is wrong with the file
+        return label, None
 
 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings,
@@ -162,13 +182,15 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
+    startup_size = None
     if load_in_background:
-        status = f"Loading {_startup_label(models, args.ckpt)} ..."
+        label, startup_size = _startup_guess(models, args.ckpt)
+        status = f"Loading {label} ..."
     else:
         status = models.startup(args.ckpt)
         log.info(status)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                     core=core, queue=queue, upscalers=upscalers, status=status,
+                     core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
                      security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks)
     contexts.append(ctx)
     if load_in_background:

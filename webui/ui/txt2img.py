@@ -58,7 +58,7 @@ class Txt2ImgTab:
 def build_txt2img(ctx) -> Txt2ImgTab:
     """Lay out the tab and wire Generate / Interrupt / Skip, counters, seeds, swap and gallery."""
     model = ctx.models.current()
-    default_size = model.native_size if model else 512
+    default_size = model.native_size if model else (getattr(ctx, "startup_size", None) or 512)
     row = build_prompt_row(ctx, TAB)
     build_extra_networks(ctx, TAB, row.prompt, row.negative_prompt)
     with gr.Row():
