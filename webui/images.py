@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from webui.userfiles import follow_umask
+
 MAX_FILENAME_PART = 128
 _NUMBER = re.compile(r"^(?:grid-)?(\d+)[-.]")
 # A PNG is written to `.saving-<pid>-<random>.png` and linked to its name when complete.
@@ -100,6 +102,7 @@ class ImageSaver:
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             fd, tmp = tempfile.mkstemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", suffix=".png", dir=folder)
+            follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
             try:
                 with os.fdopen(fd, "wb") as fh:
                     image.save(fh, format="PNG", pnginfo=png_info(infotext, extra_text))

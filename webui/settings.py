@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webui.userfiles import is_valid_text, read_json_object
+from webui.userfiles import follow_umask, is_valid_text, read_json_object
 
 
 class SettingsError(ValueError):
@@ -213,6 +213,7 @@ class Settings:
             data = {**self.extra, **self.values}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.path.parent)
+            follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(data, fh, indent=2, ensure_ascii=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,26 @@ def is_valid_text(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask alone must set one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore at once (process-wide, hence the /proc path first)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(fd: int) -> None:
+    """Give a file from tempfile.mkstemp (always 0600) the mode a plain open() would: 0666 minus the umask.
+
+    Outputs, grids, config.json and caches are served and synced by people (A1111's follow the
+    umask, 0644 usually); private-by-accident files break that.
+    """
+    os.fchmod(fd, 0o666 & ~_current_umask())

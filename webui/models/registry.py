@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from webui.models.errors import ModelLoadError
-from webui.userfiles import read_json_object
+from webui.userfiles import follow_umask, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class HashCache:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".cache-", suffix=".json", dir=self.path.parent)
+                follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(data, fh, indent=2, ensure_ascii=False)
                 os.replace(tmp, self.path)

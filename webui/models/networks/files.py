@@ -25,6 +25,7 @@ import torch
 
 from webui.models.errors import ModelLoadError
 from webui.models.registry import BLOCK, HashCache, sha256_of
+from webui.userfiles import follow_umask
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class SectionedHashCache(HashCache):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".cache-", suffix=".json", dir=self.path.parent)
+                follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump(data, fh, indent=2, ensure_ascii=False)
                 os.replace(tmp, self.path)
@@ -179,6 +181,7 @@ def save_user_metadata(path: Path, data: dict[str, Any]) -> None:
     merged = {**read_user_metadata(path), **data}
     meta = user_metadata_path(path)
     fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".json", dir=meta.parent)
+    follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(merged, fh, indent=4, ensure_ascii=False)
