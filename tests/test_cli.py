@@ -60,3 +60,12 @@ def test_app_refuses_missing_cuda_without_skip(tmp_path):
     run = subprocess.run([sys.executable, "app.py", "--exit", "--device-id", "0", "--skip-torch-cuda-test",
                           "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "falls back to the CPU" in run.stdout
+
+
+def test_help_names_each_default_once_and_never_none():
+    text = build_parser().format_help()
+    flat = " ".join(text.split())  # argparse wraps lines; judge the words
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    for flag in flat.split(" --")[1:]:
+        assert flag.count("(default:") <= 1, flag
+    assert "(default: 7860)" in flat and "(default: the repo)" in flat

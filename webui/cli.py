@@ -17,12 +17,25 @@ def _auth_pairs(value: str) -> list[tuple[str, str]]:
     return pairs
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Append "(default: X)" only where it tells something: not after a help text that already names
+    its default (a folder under the data dir), nor for None (not set) or an off switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default:" in text or "%(default)" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The one parser for app.py; `python app.py --help` documents every flag."""
     p = argparse.ArgumentParser(
         prog="app.py",
         description="Local Stable Diffusion studio on diffusers, with A1111's flags, folders and API.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     net = p.add_argument_group("network")
     net.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 so other machines on the LAN can connect")

@@ -10,8 +10,22 @@ from webui.images import read_infotext
 from webui.infotext import infotext_to_request_fields, parse_infotext
 
 
+def shown_params(params: dict) -> dict:
+    """The parsed infotext as the user wrote it: parse_infotext splits "Size: 64x96" into the internal
+    keys Size-1 / Size-2 (A1111's), which mean nothing to a reader; join them back."""
+    shown = {}
+    for key, value in params.items():
+        base, _, part = key.rpartition("-")
+        if part == "1" and f"{base}-2" in params:
+            shown[base] = f"{value}x{params[f'{base}-2']}"
+        elif not (part == "2" and f"{base}-1" in params):
+            shown[key] = value
+    return shown
+
+
 def params_html(params: dict) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in params.items())
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in shown_params(params).items())
     return f'<table class="pnginfo-table" id="pnginfo_table">{rows}</table>'
 
 
