@@ -7,6 +7,7 @@ from itertools import groupby
 import gradio as gr
 
 from webui.settings import SettingsError
+from webui.ui.page_load import on_page_load
 
 HIDDEN = {"sd_model_checkpoint"}  # chosen with the checkpoint dropdown in the header
 
@@ -27,6 +28,9 @@ def _component(option, value):
 def build_settings(ctx):
     """Lay out the options; Apply validates all, saves all or none, and says what happened.
 
+    The fields are filled at page load, and Apply writes only the options the user changed since
+    (compared with what this page was shown, not with the server's values): a page open while
+    another tab or an API client changed a setting must not write its old value back.
     Returns the Apply event so the page can refresh controls that mirror a setting.
     """
     settings = ctx.settings
@@ -40,20 +44,33 @@ def build_settings(ctx):
             for option in group:
                 components.append((option, _component(option, settings.get(option.key))))
 
-    def save(*values):
+    shown_values = gr.State({})  # option key -> the value this page was last shown
+
+    def current():
+        values = {option.key: settings.get(option.key) for option, _ in components}
+        return [*values.values(), values]
+
+    def save(shown, *values):
+        if not shown:  # Apply before the page-load read finished: judge against the server's values
+            shown = {option.key: settings.get(option.key) for option, _ in components}
         changes = {}
         for (option, _), value in zip(components, values):
             if isinstance(option.default, int) and not isinstance(option.default, bool) and isinstance(value, float) \
                     and value.is_integer():
                 value = int(value)
-            if value != settings.get(option.key):
+            if value != shown.get(option.key):
                 changes[option.key] = value
+        keep = [gr.update()] * (len(components) + 1)
         try:
             settings.save_changes(changes)  # refuses, with the reason, when config.json was unreadable
         except SettingsError as exc:
-            return f'<div class="error-box">Not saved: {html.escape(str(exc))}</div>'
-        if not changes:
-            return "Nothing changed."
-        return f"Saved {len(changes)} setting(s): {html.escape(', '.join(changes))}."
+            return f'<div class="error-box">Not saved: {html.escape(str(exc))}</div>', *keep
+        # Show what is saved now, other clients' changes included.
+        message = (f"Saved {len(changes)} setting(s): {html.escape(', '.join(changes))}." if changes
+                   else "Nothing changed.")
+        return message, *current()
 
-    return apply.click(save, [c for _, c in components], result, show_progress="hidden", api_visibility="private")
+    fields = [c for _, c in components]
+    on_page_load(current, None, [*fields, shown_values])
+    return apply.click(save, [shown_values, *fields], [result, *fields, shown_values], show_progress="hidden",
+                       api_visibility="private")

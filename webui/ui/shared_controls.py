@@ -17,6 +17,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.ui.page_load import mirror_setting
 
 POLL_SECONDS = 0.25
 
@@ -145,6 +146,7 @@ def build_seed(ctx, tab: str) -> tuple:
                                          elem_id=f"{tab}_subseed_strength")
         clip_skip = gr.Slider(1, 12, value=ctx.settings.get("CLIP_stop_at_last_layers"), step=1, label="Clip skip",
                               elem_id=f"{tab}_clip_skip")
+        mirror_setting(ctx, clip_skip, "CLIP_stop_at_last_layers")  # the saved value, not the build-time one
     return seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip
 
 
