@@ -21,6 +21,7 @@ import gradio as gr
 from webui.jobs import JobFailed
 from webui.models.networks.files import read_user_metadata, save_user_metadata
 from webui.ui import extra_networks_cards as cards_
+from webui.ui.page_load import on_page_load
 
 STATIC = Path(__file__).with_name("static")
 CSS = """
@@ -252,6 +253,8 @@ def build_vae_quicksetting(ctx) -> gr.Dropdown:
         vaes.refresh()
         return gr.update(choices=vaes.choices(), value=ctx.settings.get("sd_vae"))
 
+    # A VAE chosen in another tab or through the API since start: show it (and the folder's files) on open.
+    on_page_load(lambda: gr.update(choices=vaes.choices(), value=ctx.settings.get("sd_vae")), None, dropdown)
     dropdown.change(change, dropdown, dropdown, show_progress="full", api_visibility="private")
     refresh.click(rescan, None, dropdown, show_progress="hidden", api_visibility="private")
     return dropdown

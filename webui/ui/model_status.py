@@ -1,8 +1,9 @@
 """The header's model line while the startup checkpoint loads behind the page.
 
 The server answers before the startup checkpoint is loaded (``AppContext.loading``); the header
-then says "Loading ...". A one-second timer, active only while loading, and every page load bring
-the status line, the checkpoint dropdown and (once, if untouched) the image size up to date.
+then says "Loading ...". A timer (every second while loading, every few seconds after) and every
+page load bring the status line, the checkpoint dropdown and (once, if untouched) the image size up
+to date, so a swap made in another tab or through the API shows in every open page.
 """
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import html
 from typing import Callable
 
 import gradio as gr
+
+
+LOADING_TICK = 1.0
+IDLE_TICK = 3.0  # a swap from another tab or the API shows within this
 
 
 def attach_model_status(demo: gr.Blocks, ctx, checkpoint: gr.Dropdown, status: gr.Markdown, width: gr.Slider,
@@ -33,10 +38,11 @@ def attach_model_status(demo: gr.Blocks, ctx, checkpoint: gr.Dropdown, status: g
         return html.escape(model_line(ctx, model) if model is not None else ctx.status)
 
     def poll():
-        # Only the status line while loading (other outputs would flash Gradio's pending marker every tick).
-        return line(), gr.Timer(active=ctx.loading)
+        # Only the status line (other outputs would flash Gradio's pending marker every tick); when it
+        # changes (loaded, or swapped elsewhere), status.change below brings the dropdown along.
+        return line(), gr.Timer(LOADING_TICK if ctx.loading else IDLE_TICK)
 
-    timer = gr.Timer(1.0, active=ctx.loading)
+    timer = gr.Timer(LOADING_TICK if ctx.loading else IDLE_TICK)
     timer.tick(poll, None, [status, timer], show_progress="hidden", api_visibility="private")
     # When the line changes (loaded), bring the dropdown and the size along, once.
     status.change(lambda w, h: (lambda c, _, *size: (c, *size))(*refresh(w, h)), [width, height],

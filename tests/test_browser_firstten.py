@@ -1,0 +1,104 @@
+"""What a new user sees in the first minutes (issue 15): one app process, one headless Chromium.
+
+The server has both tiny checkpoints and the API on, so a test can play "another tab or an API
+client" while a page is open. Tests restore what they change (the server is shared).
+"""
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.server_fixture import start_server
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, set_number
+
+DESKTOP = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, tiny_sd15, tiny_sdxl):
+    """(base url, data dir) of one app with both tiny checkpoints and the API."""
+    assert tiny_sdxl.single_file.parent == tiny_sd15.single_file.parent
+    tmp = tmp_path_factory.mktemp("firstten")
+    with start_server(tmp, tiny_sd15.single_file.parent, ["--ckpt", str(tiny_sd15.single_file), "--api"]) as (url, _):
+        yield url, tmp / "data"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install -y chromium); .ci/run does"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url, viewport=DESKTOP):
+    page = browser.new_page(viewport=viewport)
+    page.goto(url)
+    page.wait_for_selector("#txt2img_generate")
+    return page
+
+
+def options(url, **changes):
+    if changes:
+        httpx.post(f"{url}/sdapi/v1/options", json=changes, timeout=120).raise_for_status()
+    return httpx.get(f"{url}/sdapi/v1/options", timeout=30).json()
+
+
+def test_settings_are_read_at_page_load_and_apply_writes_only_changes(app, browser):
+    url, data = app
+    options(url, samples_filename_pattern="[seed]-first")
+    stale = open_page(browser, url)  # opened before another client changes two settings
+    try:
+        stale.get_by_role("tab", name="Settings").click()
+        # Shows the saved value, not the one of server start (and its page-load read has answered).
+        expect(stale.locator("#setting_samples_filename_pattern textarea")).to_have_value("[seed]-first")
+        options(url, samples_filename_pattern="[seed]-api", CLIP_stop_at_last_layers=3)
+        # The stale page changes one option and applies: the others stay as the API left them.
+        set_number(stale, "setting_show_progress_every_n_steps", 5)
+        stale.locator("#settings_submit").click()
+        expect(stale.locator("#settings_result")).to_have_text(
+            "Saved 1 setting(s): show_progress_every_n_steps.", timeout=30_000)
+        config = json.loads((data / "config.json").read_text())
+        assert config["samples_filename_pattern"] == "[seed]-api" and config["CLIP_stop_at_last_layers"] == 3
+        assert config["show_progress_every_n_steps"] == 5
+        # ... and after Apply the page shows what is saved, the other client's values included.
+        expect(stale.locator("#setting_samples_filename_pattern textarea")).to_have_value("[seed]-api")
+
+        fresh = open_page(browser, url)  # a reload or a second tab
+        fresh.locator("#txt2img_extra").get_by_text("Extra").click()
+        expect(fresh.locator("#txt2img_clip_skip input[type=number]")).to_have_value("3")
+        fresh.get_by_role("tab", name="Settings").click()
+        expect(fresh.locator("#setting_samples_filename_pattern textarea")).to_have_value("[seed]-api")
+        expect(fresh.locator("#setting_show_progress_every_n_steps input[type=number]")).to_have_value("5")
+        fresh.close()
+    finally:
+        stale.close()
+        options(url, samples_filename_pattern="[seed]", CLIP_stop_at_last_layers=1, show_progress_every_n_steps=10)
+
+
+def test_header_shows_the_checkpoint_and_vae_of_now(app, browser):
+    url, _ = app
+    titles = [m["title"] for m in httpx.get(f"{url}/sdapi/v1/sd-models", timeout=30).json()]
+    xl = next(t for t in titles if "tiny-sdxl" in t)
+    open_before = open_page(browser, url)
+    expect(open_before.locator("#model_status")).to_contain_text("tiny-sd15", timeout=30_000)
+    options(url, sd_model_checkpoint=xl, sd_vae="None")  # another client swaps
+    try:
+        # A page open during the swap follows it ...
+        expect(open_before.locator("#model_status")).to_contain_text("tiny-sdxl", timeout=30_000)
+        expect(open_before.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sdxl"))
+        open_before.close()
+        # ... and a page opened after it shows it.
+        page = open_page(browser, url)
+        expect(page.locator("#model_status")).to_contain_text("tiny-sdxl", timeout=30_000)
+        expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sdxl"))
+        expect(page.locator("#setting_sd_vae input")).to_have_value("None")
+        page.close()
+    finally:
+        sd15 = next(t for t in titles if "tiny-sd15" in t)
+        options(url, sd_model_checkpoint=sd15, sd_vae="Automatic")
