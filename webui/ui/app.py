@@ -12,7 +12,7 @@ from webui.ui.extras import build_extras, wire_send_to_extras
 from webui.ui.img2img import build_img2img
 from webui.ui.extra_networks import build_vae_quicksetting
 from webui.ui.mcp_tools import add_mcp_tools
-from webui.ui.model_status import attach_model_status
+from webui.ui.model_status import attach_model_status, size_after_swap
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.send_to import wire_gallery_send, wire_image_send
 from webui.ui.settings_tab import build_settings
@@ -83,19 +83,21 @@ def build_ui(ctx) -> gr.Blocks:
                      [txt2img.clip_skip, img2img.controls.clip_skip], show_progress="hidden",
                      api_visibility="private")
 
-        def select(title):
+        def select(title, *sizes):
             if not title or title == _current_title(ctx):
                 return (gr.update(),) * 6
+            previous = ctx.models.current()
             try:
                 model = ctx.submit_checkpoint(title, source="ui").wait()
             except JobFailed as exc:
                 return (gr.update(value=_current_title(ctx)), f"**Could not load {html.escape(title)}:** "
                         f"{html.escape(str(exc))}", *(gr.update(),) * 4)
-            size = model.native_size
-            return gr.update(), html.escape(model_line(ctx, model)), size, size, size, size
+            old, new = (previous.native_size if previous else None), model.native_size
+            return (gr.update(), html.escape(model_line(ctx, model)),
+                    *size_after_swap(old, new, *sizes[:2]), *size_after_swap(old, new, *sizes[2:]))
 
-        checkpoint.change(select, checkpoint, [checkpoint, status, txt2img.width, txt2img.height,
-                                               img2img.controls.width, img2img.controls.height],
+        sizes = [txt2img.width, txt2img.height, img2img.controls.width, img2img.controls.height]
+        checkpoint.change(select, [checkpoint, *sizes], [checkpoint, status, *sizes],
                           show_progress="full", api_visibility="private")
 
         def rescan():

@@ -49,3 +49,14 @@ def attach_model_status(demo: gr.Blocks, ctx, checkpoint: gr.Dropdown, status: g
                   [checkpoint, width, height], show_progress="hidden", api_visibility="private")
     demo.load(refresh, [width, height], [checkpoint, status, width, height], show_progress="hidden",
               api_visibility="private")
+
+
+def size_after_swap(previous_native: int | None, new_native: int, width, height) -> tuple:
+    """Width and height for the sliders after a checkpoint swap (A1111 keeps the user's size).
+
+    Only a size that still is the previous model's default (the user never chose it) follows the
+    new model's native size; 832x1216 set by the user survives a swap. Returns gr.update() to keep.
+    """
+    if previous_native is not None and (int(width), int(height)) == (previous_native, previous_native):
+        return new_native, new_native
+    return gr.update(), gr.update()
