@@ -79,12 +79,14 @@ def build_infotext(
     *,
     vae_name: str | None = None,
     vae_hash: str | None = None,
+    batch_pos: int = 0,
 ) -> str:
     """The infotext of one image: its own prompt, seeds and the request's settings.
 
     ``extra`` entries go where A1111 puts ``extra_generation_params`` (after the
     standard keys, before Version); an extra key that is already a standard key
-    replaces its value in place, as in A1111. None values are left out.
+    replaces its value in place, as in A1111. None values are left out. ``batch_pos`` is the
+    image's place in its batch (A1111 writes it, with the batch size, when a batch has several).
     """
     sampler, schedule = samplers.normalize_sampler(request.sampler_name, request.scheduler)
     varied = request.subseed_strength != 0
@@ -97,6 +99,8 @@ def build_infotext(
         "Size": f"{request.width}x{request.height}",
         "Model hash": model_hash or None,
         "Model": model_name or None,
+        "Batch size": request.batch_size if request.batch_size > 1 else None,
+        "Batch pos": batch_pos if request.batch_size > 1 else None,
         "VAE hash": vae_hash or None,
         "VAE": vae_name or None,
         "Variation seed": subseed if varied else None,

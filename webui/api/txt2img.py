@@ -50,7 +50,8 @@ REFUSED_OVERRIDES: dict[str, tuple[Any, ...]] = {
 # Parameters-line keys that have their own place in A1111's info JSON; the rest are "extra".
 _STANDARD_INFOTEXT_KEYS = {"Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2",
                            "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
-                           "Clip skip", "Version", "Seed resize from-1", "Seed resize from-2", "Tiling"}
+                           "Clip skip", "Version", "Seed resize from-1", "Seed resize from-2", "Tiling",
+                           "Batch size", "Batch pos"}
 
 
 @dataclass

@@ -308,7 +308,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
                                                 prompt=p.prompt, negative_prompt=p.negative_prompt,
-                                                extra={**extra, **p.extra_infotext}, version=ctx.version))
+                                                extra={**extra, **p.extra_infotext}, version=ctx.version,
+                                                batch_pos=i))
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
