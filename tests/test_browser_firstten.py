@@ -102,3 +102,33 @@ def test_header_shows_the_checkpoint_and_vae_of_now(app, browser):
     finally:
         sd15 = next(t for t in titles if "tiny-sd15" in t)
         options(url, sd_model_checkpoint=sd15, sd_vae="Automatic")
+
+
+def test_reuse_seed_takes_the_selected_image_and_bad_size_is_refused_in_ui_words(app, browser):
+    url, _ = app
+    page = open_page(browser, url)
+    try:
+        set_number(page, "txt2img_steps", 1)
+        set_number(page, "txt2img_batch_size", 3)
+        page.locator("#txt2img_seed input").fill("100")
+        page.locator("#txt2img_generate").click()
+        page.wait_for_function("() => document.querySelectorAll('#txt2img_gallery img').length >= 3",
+                               timeout=120_000)
+        page.locator("#txt2img_gallery img").nth(2).click()
+        expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 102,.*Batch pos: 2"))
+        page.locator("#txt2img_random_seed").click()
+        expect(page.locator("#txt2img_seed input")).to_have_value("-1")
+        page.locator("#txt2img_reuse_seed").click()
+        expect(page.locator("#txt2img_seed input")).to_have_value("102")
+
+        # A width off the slider's grid: refused with the label and the slider's own range; nothing runs.
+        set_number(page, "txt2img_batch_size", 1)
+        page.locator("#txt2img_width input[type=number]").fill("100")
+        page.locator("#txt2img_generate").click()
+        error = page.locator("#txt2img_error_html")
+        expect(error).to_have_text("Width must be a multiple of 8 from 64 to 2048 (the field shows 100).",
+                                   timeout=30_000)
+        expect(page.locator("#txt2img_width input[type=number]")).to_have_value("100")
+        expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 102,"))
+    finally:
+        page.close()

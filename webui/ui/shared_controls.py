@@ -17,6 +17,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.ui.field_errors import ui_error
 from webui.ui.page_load import mirror_setting
 
 POLL_SECONDS = 0.25
@@ -232,13 +233,17 @@ def wire_common(ctx, tab: str, row: PromptRow, controls: SamplingControls, outpu
     """Generate / Interrupt / Skip, seed buttons, size swap, gallery selection and token counters."""
     private = {"show_progress": "hidden", "api_visibility": "private"}
 
+    fields = {"prompt": row.prompt, "negative_prompt": row.negative_prompt, **controls.field_map()}
+
     def run(*values):
+        shown = {name: values[inputs.index(c)] for name, c in fields.items() if c in inputs}
         try:
             requests = make_requests(*values)
             yield from run_jobs(ctx, tab, requests)
         except (RequestError, ValueError) as exc:
             keep = gr.update()
-            yield "", gr.update(visible=False), keep, keep, error_html(str(exc), tab), keep, keep, keep, keep
+            yield "", gr.update(visible=False), keep, keep, error_html(ui_error(exc, fields, shown), tab), keep, \
+                keep, keep, keep
 
     row.generate.click(run, inputs=inputs, outputs=output.outputs(), concurrency_limit=None, show_progress="hidden",
                        api_visibility="private")
