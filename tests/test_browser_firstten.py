@@ -98,6 +98,11 @@ def test_header_shows_the_checkpoint_and_vae_of_now(app, browser):
         expect(page.locator("#model_status")).to_contain_text("tiny-sdxl", timeout=30_000)
         expect(page.locator("#setting_sd_model_checkpoint input")).to_have_value(re.compile("tiny-sdxl"))
         expect(page.locator("#setting_sd_vae input")).to_have_value("None")
+        # Icons render without a colour-emoji font (none is installed here) and have accessible names.
+        expect(page.get_by_role("button", name="Refresh the checkpoint list")).to_have_text("↻")
+        expect(page.get_by_role("button", name="Set seed to -1, which will cause a new random number to be used "
+                                               "every time").first).to_have_text("⚄")
+        expect(page.locator("#txt2img_reuse_seed")).to_have_attribute("title", "Reuse seed from the selected image")
         page.close()
     finally:
         sd15 = next(t for t in titles if "tiny-sd15" in t)

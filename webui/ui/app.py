@@ -41,7 +41,7 @@ def model_line(ctx, model) -> str:
     """One line about the loaded model; for the bundled demo, what it is and where real ones go."""
     if model.info.bundled and model.info.model_name.startswith("demo-shapes"):
         return (f"Demo model: draws coloured shapes at {model.native_size}x{model.native_size}, trained by this "
-                f"project. Put real checkpoints in {ctx.paths.ckpt_dir} and press 🔄.")
+                f"project. Put real checkpoints in {ctx.paths.ckpt_dir} and press ↻ (refresh).")
     return f"Loaded {model.info.title} ({model.arch})."
 
 
@@ -51,7 +51,7 @@ def build_ui(ctx) -> gr.Blocks:
         with gr.Row(elem_id="quicksettings"):
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_titles(ctx),
                                      value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
-            refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            refresh = gr.Button("↻", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
             build_vae_quicksetting(ctx)
             current = ctx.models.current()
             status = gr.Markdown(html.escape(model_line(ctx, current) if current else ctx.status),

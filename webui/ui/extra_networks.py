@@ -144,7 +144,7 @@ def build_extra_networks(ctx, tabname: str, prompt: gr.Textbox, negative: gr.Tex
                                            elem_id=f"{tabname}_{kind}_sort", container=False)
                         descending = gr.Checkbox(label="Descending", value=False, scale=1,
                                                  elem_id=f"{tabname}_{kind}_descending", container=False)
-                        refresh = gr.Button("🔄 Refresh", scale=1, size="sm", elem_id=f"{tabname}_{kind}_refresh")
+                        refresh = gr.Button("↻ Refresh", scale=1, size="sm", elem_id=f"{tabname}_{kind}_refresh")
                     cards = gr.HTML(render(ctx, tabname, kind, "", "Default", False, thumbs), js_on_load=script,
                                     css_template=CSS, elem_id=f"{tabname}_{kind}_cards", max_height=520)
                     tabs.append(Tab(kind, search, sort, descending, refresh, cards))
@@ -237,7 +237,7 @@ def build_vae_quicksetting(ctx) -> gr.Dropdown:
     vaes = ctx.networks.vaes
     dropdown = gr.Dropdown(label="SD VAE", choices=vaes.choices(), value=ctx.settings.get("sd_vae"),
                            elem_id="setting_sd_vae", scale=2)
-    refresh = gr.Button("🔄", elem_id="refresh_sd_vae", min_width=40, scale=0)
+    refresh = gr.Button("↻", elem_id="refresh_sd_vae", min_width=40, scale=0)
 
     def change(choice):
         if not choice or choice == ctx.settings.get("sd_vae"):

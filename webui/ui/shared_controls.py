@@ -138,7 +138,7 @@ def build_cfg(tab: str) -> gr.Slider:
 def build_seed(ctx, tab: str) -> tuple:
     with gr.Row():
         seed = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
-        random_seed = gr.Button("🎲", elem_id=f"{tab}_random_seed", min_width=40, scale=0)
+        random_seed = gr.Button("⚄", elem_id=f"{tab}_random_seed", min_width=40, scale=0)
         reuse_seed = gr.Button("♻", elem_id=f"{tab}_reuse_seed", min_width=40, scale=0)
     with gr.Accordion("Extra", open=False, elem_id=f"{tab}_extra"):
         with gr.Row():

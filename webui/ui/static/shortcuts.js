@@ -10,3 +10,26 @@ document.addEventListener("keydown", (event) => {
     }
   }
 });
+
+// Icon buttons get a tooltip and an accessible name (A1111's titles): Gradio's Button has no
+// title parameter, and a bare glyph says nothing to a screen reader or a new user.
+const ICON_TITLES = {
+  refresh_sd_model_checkpoint: "Refresh the checkpoint list",
+  refresh_sd_vae: "Refresh the VAE list",
+  txt2img_random_seed: "Set seed to -1, which will cause a new random number to be used every time",
+  img2img_random_seed: "Set seed to -1, which will cause a new random number to be used every time",
+  txt2img_reuse_seed: "Reuse seed from the selected image",
+  img2img_reuse_seed: "Reuse seed from the selected image",
+  txt2img_res_switch_btn: "Switch width/height",
+  img2img_res_switch_btn: "Switch width/height",
+};
+function labelIcons() {
+  for (const [id, title] of Object.entries(ICON_TITLES)) {
+    const button = document.getElementById(id);
+    if (button && button.getAttribute("aria-label") !== title) {
+      button.title = title;
+      button.setAttribute("aria-label", title);
+    }
+  }
+}
+new MutationObserver(labelIcons).observe(document.documentElement, {childList: true, subtree: true});
