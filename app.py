@@ -16,7 +16,7 @@ from webui.allocator import configure_allocator  # noqa: E402
 
 ALLOCATOR = configure_allocator()
 
-from webui import cli, devices  # noqa: E402
+from webui import cli, console, devices  # noqa: E402
 from webui.paths import Paths  # noqa: E402
 from webui.settings import Settings  # noqa: E402
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
+    console.quiet_library_noise()  # no torchvision hint, no "kept in float32: []" at every start and swap
     paths = Paths.from_args(args)
     paths.ensure()
     try:

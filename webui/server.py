@@ -70,6 +70,7 @@ def serve(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings
     app, local_url, _ = demo.launch(server_name=host_for(args), server_port=args.port,
                                     auth=list(security.ui_accounts) or None, prevent_thread_lock=True,
                                     inbrowser=args.autolaunch, mcp_server=args.mcp, show_error=True,
+                                    quiet=True,  # the URL is printed once below, when the API is mounted too
                                     max_file_size=security.max_upload_bytes, _app=guarded_app(security),
                                     **launch_kwargs())
     if args.api:
