@@ -40,8 +40,11 @@ def _current_title(ctx) -> str | None:
 def model_line(ctx, model) -> str:
     """One line about the loaded model; for the bundled demo, what it is and where real ones go."""
     if model.info.bundled and model.info.model_name.startswith("demo-shapes"):
+        folder = ctx.paths.ckpt_dir
+        if folder.is_relative_to(ctx.paths.data_dir):  # the usual models/Stable-diffusion, not a long absolute path
+            folder = folder.relative_to(ctx.paths.data_dir)
         return (f"Demo model: draws coloured shapes at {model.native_size}x{model.native_size}, trained by this "
-                f"project. Put real checkpoints in {ctx.paths.ckpt_dir} and press ↻ (refresh).")
+                f"project. Put real checkpoints in {folder} and press ↻ (refresh).")
     return f"Loaded {model.info.title} ({model.arch})."
 
 

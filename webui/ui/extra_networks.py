@@ -133,7 +133,7 @@ def build_extra_networks(ctx, tabname: str, prompt: gr.Textbox, negative: gr.Tex
     thumbs: dict = {}
     script = (STATIC / "extra_networks.js").read_text(encoding="utf-8")
     tabs: list[Tab] = []
-    with gr.Accordion("🎴 Extra networks", open=False, elem_id=f"{tabname}_extra_networks"):
+    with gr.Accordion("Extra networks", open=False, elem_id=f"{tabname}_extra_networks"):
         with gr.Tabs(elem_id=f"{tabname}_extra_tabs"):
             for kind, title in cards_.TABS:
                 with gr.Tab(title, id=f"{tabname}_{kind}", elem_id=f"{tabname}_{kind}_tab"):

@@ -176,7 +176,7 @@ def build_img2img(ctx) -> Img2ImgTab:
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
         with gr.Column(scale=1):
             output = build_output(TAB)
-            send_to_extras = gr.Button("📐 Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
+            send_to_extras = gr.Button("Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
     controls = SamplingControls(sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
                                 seed, subseed, subseed_strength, clip_skip,
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})

@@ -75,9 +75,9 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         with gr.Column(scale=1):
             output = build_output(TAB)
             with gr.Row(elem_id=f"{TAB}_send_row"):
-                send_to_img2img = gr.Button("🖼️ Send to img2img", elem_id=f"{TAB}_send_to_img2img", size="sm")
-                send_to_inpaint = gr.Button("🎨️ Send to inpaint", elem_id=f"{TAB}_send_to_inpaint", size="sm")
-                send_to_extras = gr.Button("📐 Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
+                send_to_img2img = gr.Button("Send to img2img", elem_id=f"{TAB}_send_to_img2img", size="sm")
+                send_to_inpaint = gr.Button("Send to inpaint", elem_id=f"{TAB}_send_to_inpaint", size="sm")
+                send_to_extras = gr.Button("Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
     controls = SamplingControls(sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
                                 seed, subseed, subseed_strength, clip_skip,
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
