@@ -137,3 +137,17 @@ def test_reuse_seed_takes_the_selected_image_and_bad_size_is_refused_in_ui_words
         expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 102,"))
     finally:
         page.close()
+
+
+def test_phone_generate_brings_progress_and_result_into_view(app, browser):
+    url, _ = app
+    page = open_page(browser, url, PHONE)
+    try:
+        set_number(page, "txt2img_steps", 1)
+        page.locator("#txt2img_generate").click()
+        expect(page.locator("#txt2img_gallery")).to_be_in_viewport(timeout=10_000)
+        page.wait_for_function("() => document.querySelectorAll('#txt2img_gallery img').length >= 1",
+                               timeout=120_000)
+        expect(page.locator("#txt2img_gallery img").first).to_be_in_viewport()
+    finally:
+        page.close()

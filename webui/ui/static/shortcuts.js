@@ -33,3 +33,15 @@ function labelIcons() {
   }
 }
 new MutationObserver(labelIcons).observe(document.documentElement, {childList: true, subtree: true});
+
+// On a narrow screen the output column sits far below Generate: bring the progress and the result
+// into view when a job starts, or the user sees nothing change (A1111 users tap and wait).
+document.addEventListener("click", (event) => {
+  if (window.innerWidth > 700) return;
+  for (const tab of ["txt2img", "img2img"]) {
+    if (event.target.closest && event.target.closest(`#${tab}_generate`)) {
+      const target = document.getElementById(`${tab}_progress_html`) || document.getElementById(`${tab}_gallery`);
+      if (target) setTimeout(() => target.scrollIntoView({behavior: "smooth", block: "start"}), 100);
+    }
+  }
+}, true);
