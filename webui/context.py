@@ -52,6 +52,17 @@ class AppContext:
         """True while the startup checkpoint is still loading (the header says so)."""
         return self.startup_job is not None and not self.startup_job.done
 
+    def wait_for_startup(self, timeout: float = 600.0) -> None:
+        """Block until the startup checkpoint's load has ended, for answers that depend on the loaded
+        model (A1111 serves its API only after the load); returns at once otherwise, even if it failed."""
+        job = self.startup_job
+        if job is None or job.done:
+            return
+        try:
+            job.wait(timeout)
+        except Exception:  # noqa: BLE001 - a failed load is reported in the header; the caller answers without a model
+            pass
+
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a generation request (any mode); every entry point goes through here."""
         return self.submit_generation(request, source)
