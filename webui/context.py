@@ -13,6 +13,7 @@ from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
 from webui.paths import Paths
+from webui.scale.options import scale_requested
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
+    scaled = scale_requested(args)  # --ray-*: jobs run on Ray Serve replicas (webui/scale/)
+    if scaled:
+        from webui.scale.front import front_policy
+
+        policy = front_policy(args)
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
@@ -87,8 +93,12 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             return models.select(job.payload)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
-    queue = JobQueue(run).start()
+    queue = JobQueue(run).start() if not scaled else None
     status = models.startup(args.ckpt)
     log.info(status)
+    if scaled:  # after startup: replicas preload the front's checkpoint
+        from webui.scale.front import scaled_queue
+
+        queue = scaled_queue(args, paths, settings, models, styles, core, run)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                       core=core, queue=queue, status=status)

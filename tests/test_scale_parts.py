@@ -1,0 +1,155 @@
+"""Scale-out pieces that need no Ray cluster: flags, the ordered gate, progress both ends, the control
+state, and a replica's core run in this process (same pixels as generate(), nothing saved)."""
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from webui.cli import parse_args
+from webui.generation.request import GenerationRequest
+from webui.generation.styles import Style
+from webui.scale.control import JobControl
+from webui.scale.gate import OrderedGate
+from webui.scale.messages import Ticket, Update
+from webui.scale.options import ScalePlan, check_flags, scale_requested
+from webui.scale.progress import MirrorProgress, ReplicaProgress
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_the_default_app_imports_no_ray():
+    code = ("import sys, webui.context, webui.jobs, webui.cli, webui.scale.options;"
+            "print('ray' in sys.modules or any(m.startswith('ray.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--ray-replicas", "2", "--ray-max-replicas", "3"], "not both"),
+    (["--ray-replicas", "0"], "at least 1"),
+    (["--ray-min-replicas", "1"], "needs --ray-max-replicas"),
+    (["--ray-min-replicas", "3", "--ray-max-replicas", "2"], "more than"),
+    (["--ray-max-replicas", "0"], "at least 1"),
+    (["--ray-replicas", "1", "--ray-cpus-per-replica", "0"], "more than 0"),
+])
+def test_contradicting_ray_flags_exit_with_a_message(argv, problem, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_plans_from_flags():
+    assert not scale_requested(parse_args([]))
+    local = ScalePlan.from_args(parse_args(["--ray-replicas", "2"]))
+    assert (local.address, local.deploy, local.slots) == (None, True, 2) and "on this machine" in local.describe()
+    auto = ScalePlan.from_args(parse_args(["--ray-address", "auto", "--ray-max-replicas", "4"]))
+    assert (auto.min_replicas, auto.max_replicas, auto.slots, auto.deploy) == (1, 4, 4, True)
+    attach = ScalePlan.from_args(parse_args(["--ray-address", "head:6379"]))
+    assert not attach.deploy and "attached" in attach.describe()
+    assert check_flags(parse_args(["--ray-min-replicas", "0", "--ray-max-replicas", "2"])) is None
+
+
+def test_gate_lets_jobs_in_in_reserved_order_and_at_most_limit_at_once():
+    gate = OrderedGate(2)
+    for key in "abcde":
+        gate.reserve(key)
+    entered, lock = [], threading.Lock()
+
+    def run(key):
+        gate.enter(key)
+        with lock:
+            entered.append((key, gate.inside))
+        time.sleep(0.05)
+        gate.leave()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in "edcba"]  # threads start in reverse order
+    for t in threads:
+        t.start()
+        time.sleep(0.01)
+    for t in threads:
+        t.join(5)
+    assert [k for k, _ in entered] == list("abcde")
+    assert max(n for _, n in entered) <= 2
+
+
+def test_replica_progress_throttles_updates_and_mirror_takes_them():
+    sent: list[Update] = []
+    replica = ReplicaProgress(sent.append, every_s=60)
+    replica.preview_every, replica.make_preview = 2, lambda latents: f"preview@{latents}"
+    replica.begin_batch(0, 2, 10)
+    for step in range(1, 5):
+        replica.step(step, latents=step)
+    assert len(sent) == 1, "within every_s only the forced batch start is sent"
+    replica.send(force=True)
+    assert sent[-1].step == 4 and sent[-1].preview == "preview@4" and sent[-1].preview_step == 4
+    replica.send(force=True)
+    assert sent[-1].preview is None, "an unchanged preview is not sent twice"
+
+    signals = []
+    mirror = MirrorProgress(lambda token, what: signals.append((token, what)))
+    for update in sent:
+        mirror.apply(update)
+    snap = mirror.snapshot()
+    assert (snap.job_no, snap.job_count, snap.sampling_step, snap.sampling_steps) == (0, 2, 4, 10)
+    assert snap.preview == "preview@4" and snap.textinfo == "Batch 1 of 2"
+    mirror.interrupt()
+    mirror.skip()
+    assert signals == [(mirror.token, "interrupt"), (mirror.token, "skip")] and mirror.interrupted
+
+
+def test_control_state_long_poll_and_forget():
+    async def scenario():
+        control = JobControl()
+        waiter = asyncio.ensure_future(control.wait_change("t", (False, 0)))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await control.signal("t", "skip")
+        assert await asyncio.wait_for(waiter, 1) == (False, 1)
+        await control.signal("t", "interrupt")
+        assert await control.wait_change("t", (False, 1)) == (True, 1)
+        late = asyncio.ensure_future(control.wait_change("t", (True, 1)))
+        await asyncio.sleep(0.01)
+        await control.forget("t")
+        assert await asyncio.wait_for(late, 1) == (False, 0)
+        with pytest.raises(ValueError):
+            await control.signal("t", "explode")
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def replica_core(tiny_sd15, tiny_sdxl, tmp_path_factory):
+    from webui.scale.replica import ReplicaCore
+
+    data = tmp_path_factory.mktemp("replica-data")
+    flags = {"data_dir": str(data), "ckpt_dir": str(tiny_sd15.single_file.parent)}
+    return ReplicaCore(flags, {"samples_save": True})
+
+
+def test_replica_core_matches_generate_and_saves_nothing(replica_core, app_context, tiny_sd15):
+    app_context.models.select(str(tiny_sd15.single_file))
+    app_context.styles.put(Style("red-style", "{prompt}, red"))
+    request = GenerationRequest(prompt="a circle", negative_prompt="blue", seed=77, steps=3, width=64, height=64,
+                                sampler_name="Euler a", styles=["red-style"], save_images=True)
+    local = app_context.queue.run(dataclasses.replace(request, save_images=False))
+    info = app_context.models.current().info
+    ticket = Ticket(job_id="job-1", request=request, checkpoint=info.name, checkpoint_path=str(info.filename),
+                    settings=app_context.settings.as_dict(), styles=[app_context.styles.get("red-style")])
+    remote = replica_core.generate(ticket, ReplicaProgress(lambda update: None))
+    assert remote.paths == [] and not any(replica_core.paths.outputs_dir.rglob("*.png"))
+    assert remote.prompts == ["a circle, red"] and remote.infotexts == local.infotexts
+    assert np.array_equal(np.asarray(remote.images[0]), np.asarray(local.images[0]))
+
+
+def test_replica_core_switches_checkpoints_by_name_and_says_when_one_is_missing(replica_core, tiny_sdxl):
+    from webui.models.errors import ModelLoadError
+
+    assert replica_core.select(tiny_sdxl.single_file.name) == tiny_sdxl.single_file.name
+    assert replica_core.models.current().arch == "sdxl"
+    with pytest.raises(ModelLoadError, match="model folders must exist on every worker"):
+        replica_core.select("not-here.safetensors", "/nowhere/not-here.safetensors")
