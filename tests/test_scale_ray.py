@@ -1,0 +1,197 @@
+"""Scale-out on a real local Ray cluster started here: 2 CPU replicas on the tiny fixture models.
+
+One cluster and one front serve the whole module (starting replicas is the slow part); the tests
+that kill replicas run last. Needs requirements-scale.txt (./launch.sh --test installs it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import ray
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from ray import serve
+
+from webui.api.routes import mount_api
+from webui.context import context_from_flags
+from webui.generation.request import GenerationRequest
+from webui.scale.options import APP_NAME, DEPLOYMENT_NAME
+
+
+def req(seed: int, **kw) -> GenerationRequest:
+    base = dict(prompt="a red circle", negative_prompt="blue", seed=seed, steps=3, width=64, height=64,
+                sampler_name="Euler a", save_images=True)
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+def running_replicas() -> int:
+    app = serve.status().applications.get(APP_NAME)
+    deployment = app.deployments.get(DEPLOYMENT_NAME) if app else None
+    return deployment.replica_states.get("RUNNING", 0) if deployment else 0
+
+
+def wait_until(check, timeout: float, what: str, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pid_of(job) -> int:
+    match = re.search(r"pid (\d+)", job.worker)
+    assert match, job.worker
+    return int(match.group(1))
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_sd15, tiny_sdxl, tmp_path_factory):
+    """A front with --ray-replicas 2 on a 2-CPU local Ray cluster, both replicas running."""
+    os.environ.pop("RAY_ADDRESS", None)  # never join someone else's cluster from a test
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
+             log_to_driver=False)
+    data = tmp_path_factory.mktemp("scale-data")
+    ctx = context_from_flags(["--api", "--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
+                              "--ckpt", str(tiny_sd15.single_file), "--ray-replicas", "2"])
+    try:
+        wait_until(lambda: running_replicas() == 2, 180, "2 running replicas", every=0.5)
+        yield ctx
+    finally:
+        ctx.queue.stop()
+        ray.shutdown()
+
+
+def run_in_process(ctx, request: GenerationRequest):
+    """The in-process executor's result on one torch thread, as a replica runs (it reserves 1 CPU).
+
+    CPU kernels sum in another order with another thread count, which moves a few pixels by one
+    level; with the same count the images are identical.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return ctx.queue.run(dataclasses.replace(request, save_images=False))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(app_context, tiny_sd15):
+    """The in-process executor's images for seeds 100..103 on the same checkpoint."""
+    app_context.models.select(str(tiny_sd15.single_file))
+    return {seed: run_in_process(app_context, req(seed)) for seed in range(100, 104)}
+
+
+def test_four_clients_five_jobs_each_complete_in_arrival_order(cluster, reference):
+    jobs, lock = [], threading.Lock()
+
+    def client(n):
+        for i in range(5):
+            with lock:  # record the arrival order with the submission
+                jobs.append(cluster.submit_txt2img(req(100 + (n + i) % 4), source=f"client{n}"))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    results = [job.wait(180) for job in jobs]
+    assert len(results) == 20 and all(job.state == "done" for job in jobs)
+    assert [i for i in cluster.queue.dispatched_order if i in {j.id for j in jobs}] == [j.id for j in jobs]
+    assert len({job.worker for job in jobs}) == 2, "both replicas took jobs"
+    for job, result in zip(jobs, results):
+        expected = reference[job.payload.seed]
+        assert result.seeds == [job.payload.seed] and result.infotexts == expected.infotexts
+        assert np.array_equal(pixels(result.images[0]), pixels(expected.images[0])), "same seed, same image"
+    saved = [path for result in results for path in result.paths]
+    assert len(saved) == 20 and len(set(saved)) == 20 and all(path.exists() for path in saved)
+    assert all(str(path).startswith(str(cluster.paths.outputs_dir)) for path in saved), "the front saves"
+
+
+def test_api_progress_shows_the_job_asked_for_and_interrupt_reaches_the_replica(cluster):
+    app = FastAPI(docs_url=None, redoc_url=None)
+    mount_api(app, cluster)
+    client = TestClient(app)
+    job = cluster.submit_txt2img(req(7, steps=150, n_iter=4, save_images=True), source="api")
+    wait_until(lambda: job.progress.snapshot().sampling_step >= 1, 60, "the replica's first steps")
+    body = client.get("/sdapi/v1/progress", params={"job_id": job.id}).json()
+    assert body["state"]["job_id"] == job.id and body["state"]["sampling_steps"] == 150 and body["progress"] > 0
+    assert client.get("/sdapi/v1/progress", params={"job_id": "job-999999"}).status_code == 404
+    assert client.post("/sdapi/v1/interrupt", params={"job_id": job.id}).status_code == 200
+    result = job.wait(60)
+    assert result.interrupted, "the interrupt reached the replica (only a signal from the front sets it)"
+    snap = job.progress.snapshot()
+    assert snap.job_no * 150 + snap.sampling_step < 600 and result.paths == [], "stopped early; nothing saved"
+
+
+def test_skip_drops_one_batch_on_the_replica(cluster):
+    job = cluster.submit_txt2img(req(8, steps=30, n_iter=3))
+    wait_until(lambda: job.progress.snapshot().sampling_step >= 1, 60, "the first batch running")
+    assert cluster.queue.skip(job.id)
+    result = job.wait(60)
+    assert not result.interrupted and len(result.images) == 2
+
+
+def test_jobs_go_to_the_replica_that_holds_their_checkpoint(cluster, tiny_sdxl):
+    # Both replicas hold sd15 now. The first sdxl job goes to either (neither holds it) and replaces
+    # sd15 there (one checkpoint per replica: sd_checkpoints_limit); from then on each kind has its replica.
+    workers = {"sd15": set(), "sdxl": set()}
+    for arch in ["sdxl", "sd15"] * 3:
+        overrides = {"sd_model_checkpoint": tiny_sdxl.single_file.name} if arch == "sdxl" else {}
+        job = cluster.submit_txt2img(req(9, override_settings=overrides, save_images=False))
+        result = job.wait(120)
+        assert ("tiny-sdxl" in result.infotexts[0]) == (arch == "sdxl")
+        workers[arch].add(job.worker)
+        time.sleep(1.0)  # let the replica's loaded checkpoint reach Serve's router
+    assert len(workers["sd15"]) == 1 and len(workers["sdxl"]) == 1 and workers["sd15"] != workers["sdxl"]
+
+
+def test_a_replica_killed_mid_job_costs_one_rerun_and_no_job(cluster, app_context, tiny_sd15):
+    jobs = [cluster.submit_txt2img(req(100 + i, steps=20)) for i in range(3)]
+    victim = wait_until(lambda: next((j for j in jobs if "pid" in j.worker and not j.done), None), 60,
+                        "a job started on a replica", every=0.005)
+    os.kill(pid_of(victim), signal.SIGKILL)
+    results = [job.wait(240) for job in jobs]
+    assert victim.attempts == 2 and all(job.state == "done" and job.attempts <= 2 for job in jobs)
+    saved = [path for result in results for path in result.paths]
+    assert len(saved) == 3 and len(set(saved)) == 3, "each job saved once"
+    assert [result.seeds for result in results] == [[100], [101], [102]]
+    app_context.models.select(str(tiny_sd15.single_file))
+    again = run_in_process(app_context, victim.payload)
+    assert np.array_equal(pixels(again.images[0]), pixels(results[jobs.index(victim)].images[0])), "re-run, same image"
+
+
+def test_with_every_replica_gone_jobs_wait_and_progress_says_why(cluster):
+    # Right after the previous test one replica runs and the killed one is restarting: kill the
+    # running one too, so none runs while Serve brings them back.
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    replicas = details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["replicas"]
+    pids = {r["pid"] for r in replicas if r["state"] == "RUNNING" and r.get("pid")}
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: running_replicas() == 0, 30, "Serve to notice no replica runs")
+    job = cluster.submit_txt2img(req(101, save_images=False))
+    wait_until(lambda: "none is running" in job.progress.snapshot().textinfo, 30, "the waiting job to say why")
+    assert job.state == "running" and not job.done
+    app = FastAPI(docs_url=None, redoc_url=None)
+    mount_api(app, cluster)
+    body = TestClient(app).get("/sdapi/v1/progress").json()
+    assert body["state"]["job_id"] == job.id and "none is running" in body["textinfo"], "the front keeps serving"
+    result = job.wait(240)
+    assert result.seeds == [101] and job.attempts == 1
