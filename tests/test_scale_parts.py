@@ -153,3 +153,28 @@ def test_replica_core_switches_checkpoints_by_name_and_says_when_one_is_missing(
     assert replica_core.models.current().arch == "sdxl"
     with pytest.raises(ModelLoadError, match="model folders must exist on every worker"):
         replica_core.select("not-here.safetensors", "/nowhere/not-here.safetensors")
+
+
+def test_the_front_saves_a_replica_result_as_generate_would(replica_core, app_context, tiny_sd15):
+    from PIL import Image
+
+    from webui.images import read_infotext
+    from webui.scale.saving import save_result
+
+    app_context.models.select(str(tiny_sd15.single_file))
+    info = app_context.models.current().info
+    request = GenerationRequest(prompt="a square", seed=78, steps=2, width=64, height=64, sampler_name="Euler a",
+                                batch_size=2, save_images=True)
+    ticket = Ticket(job_id="job-2", request=request, checkpoint=info.name, checkpoint_path=str(info.filename),
+                    settings=app_context.settings.as_dict())
+    result = replica_core.generate(ticket, ReplicaProgress(lambda update: None))
+    result.request = dataclasses.replace(result.request, save_images=True)
+    paths = save_result(app_context.core, result, info.model_name)
+    assert len(paths) == 2 and all(p.is_relative_to(app_context.paths.outputs_dir) for p in paths)
+    for path, image, text in zip(paths, result.images, result.infotexts):
+        with Image.open(path) as saved:
+            assert read_infotext(saved) == text and np.array_equal(np.asarray(saved.convert("RGB")), np.asarray(image))
+    grids = list((app_context.paths.outputs_dir / "txt2img-grids").rglob("*.png"))
+    assert grids, "a batch saves its grid on the front too"
+    result.interrupted = True
+    assert save_result(app_context.core, result, info.model_name) == [], "incomplete images are not saved"

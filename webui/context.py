@@ -74,6 +74,14 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
     return build_context(args, paths, policy, settings)
 
 
+def build_core(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> CoreContext:
+    """The model manager and generation core for one device: the front's, and each scale-out replica's
+    (webui/scale/replica.py), so a feature wired in here runs the same on both."""
+    models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
+    return CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
+                       styles=StyleStore(paths.styles_file), version=VERSION)
+
+
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
     scaled = scale_requested(args)  # --ray-*: jobs run on Ray Serve replicas (webui/scale/)
@@ -81,10 +89,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         from webui.scale.front import front_policy
 
         policy = front_policy(args)
-    models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
-    styles = StyleStore(paths.styles_file)
-    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION)
+    core = build_core(args, paths, policy, settings)
+    models, styles = core.models, core.styles
 
     def run(job: Job):
         if job.kind == "txt2img":

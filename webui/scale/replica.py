@@ -53,10 +53,7 @@ class ReplicaCore:
 
     def __init__(self, flags: dict[str, Any], settings: dict[str, Any]):
         from webui import cli, devices
-        from webui.context import VERSION
-        from webui.generation.core import CoreContext
-        from webui.images import ImageSaver
-        from webui.models.manager import ModelManager
+        from webui.context import build_core
         from webui.paths import Paths
         from webui.settings import Settings
 
@@ -73,10 +70,8 @@ class ReplicaCore:
         self.policy = devices.choose_policy(devices.detect(None), devices.PolicyFlags.from_args(args))
         self.settings = Settings(path=None)  # never written: the front owns config.json
         self.settings.update(known_settings(self.settings, settings), save=False)
-        self.models = ModelManager(self.paths, self.settings, self.policy,
-                                   allow_unsafe_pickle=args.disable_safe_unpickle)
-        self.core = CoreContext(models=self.models, settings=self.settings, saver=ImageSaver(),
-                                data_dir=self.paths.data_dir, styles=None, version=VERSION)
+        self.core = build_core(args, self.paths, self.policy, self.settings)  # the same core as the front's
+        self.models = self.core.models
 
     def select(self, name: str, path: str = "") -> str:
         """Make a checkpoint active by the front's name (rescanning once), else by the front's path."""
