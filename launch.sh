@@ -2,7 +2,8 @@
 # Fresh clone to running UI: make .venv, install pinned requirements when they changed, start app.py.
 #   ./launch.sh [app flags]   set up and start the UI (flags go to app.py; see --help)
 #   ./launch.sh --exit        set up and exit
-#   ./launch.sh --test        set up, install test requirements and run the whole test suite
+#   ./launch.sh --test        set up, install test (and scale-out) requirements and run the whole test suite
+#   ./launch.sh --ray-...     any --ray-* flag first installs requirements-scale.txt (Ray Serve)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -27,15 +28,25 @@ fi
 PYBIN="$VENV/bin/python"
 
 # Install a requirements file only when its content changed since the last successful install.
+# An optional constraints file counts as part of the content.
 install_if_changed() {
-  local file="$1" stamp hash
-  hash="$(sha256sum "$file" | cut -c1-16)"
+  local file="$1" constraints="${2:-}" stamp hash
+  hash="$(cat "$file" ${constraints:+"$constraints"} | sha256sum | cut -c1-16)"
   stamp="$VENV/.installed-$(basename "$file")-$hash"
   if [ -f "$stamp" ]; then return 0; fi
   echo "Installing $file (this happens once per change of the file)..."
-  "$PYBIN" -m pip install --disable-pip-version-check -q -r "$file"
+  "$PYBIN" -m pip install --disable-pip-version-check -q -r "$file" ${constraints:+-c "$constraints"}
   rm -f "$VENV"/.installed-"$(basename "$file")"-*
   touch "$stamp"
+}
+
+# Scale-out (Ray Serve) is optional: installed only when a --ray-* flag is given, and by --test,
+# whose scale-out tests start a local Ray cluster (CI runs them; a missing Ray fails them loudly).
+# requirements.txt is a constraints file here, so Ray can never move torch, numpy, pydantic or gradio.
+install_scale() {
+  local constraints="$VENV/.constraints-requirements.txt"
+  sed 's/\[[^]]*\]//' requirements.txt > "$constraints"  # pip refuses extras in constraints; pins stay
+  install_if_changed requirements-scale.txt "$constraints"
 }
 
 # xformers is optional: only with an NVIDIA GPU and only in a build made for the installed torch.
@@ -62,9 +73,14 @@ maybe_xformers
 if [ "${1:-}" = "--test" ]; then
   shift
   install_if_changed requirements-test.txt
+  install_scale
   set +e
   "$PYBIN" -m pytest tests "$@"
   exit $?
 fi
+
+for arg in "$@"; do
+  case "$arg" in --ray-*) install_scale; break ;; esac
+done
 
 exec "$PYBIN" app.py "$@"

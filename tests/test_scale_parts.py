@@ -178,3 +178,20 @@ def test_the_front_saves_a_replica_result_as_generate_would(replica_core, app_co
     assert grids, "a batch saves its grid on the front too"
     result.interrupted = True
     assert save_result(app_context.core, result, info.model_name) == [], "incomplete images are not saved"
+
+
+def test_launch_with_a_ray_flag_uses_the_installed_pinned_ray(tmp_path):
+    import hashlib
+    import re
+    from importlib.metadata import version
+
+    pin = re.search(r"^ray\[serve\]==(\S+)$", (ROOT / "requirements-scale.txt").read_text(), re.M)
+    assert pin and version("ray") == pin.group(1), "the venv's Ray is the pinned one"
+    constraints = re.sub(r"\[[^]]*\]", "", (ROOT / "requirements.txt").read_text())
+    digest = hashlib.sha256((ROOT / "requirements-scale.txt").read_bytes() + constraints.encode()).hexdigest()[:16]
+    stamp = ROOT / ".venv" / f".installed-requirements-scale.txt-{digest}"
+    assert stamp.exists(), "run ./launch.sh --test once first: it installs requirements-scale.txt"
+    run = subprocess.run(["bash", "launch.sh", "--ray-replicas", "1", "--exit", "--data-dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "Installing" not in run.stdout and stamp.exists()
