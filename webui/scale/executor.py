@@ -31,6 +31,10 @@ class ReplicaLost(RuntimeError):
     """The replica running a job stopped (process or node died) before the job finished."""
 
 
+class _NotStarted(RuntimeError):
+    """No replica took the job (the app is being redeployed, or the chosen replica died first)."""
+
+
 def _lost_errors() -> tuple[type[BaseException], ...]:
     import ray.exceptions as rx
     from ray.serve import exceptions as sx
@@ -67,6 +71,7 @@ class RayExecutor:
         self._models, self._settings, self._styles, self._core = models, settings, styles, core
         self._local = local_runner
         self._lost = _lost_errors()
+        self._unavailable = (serve.exceptions.DeploymentUnavailableError,)
         self._owns_connection = connect(plan)
         self._control = ray.remote(JobControl).options(num_cpus=0).remote()
         current = models.current()
@@ -214,14 +219,17 @@ class RayExecutor:
     def _run_remote(self, job: Job, info) -> GenerationResult:
         ticket = self._ticket(job, info)
         try:
-            for attempt in (1, 2):
-                job.attempts = ticket.attempt = attempt
+            while True:
                 try:
                     result = self._stream(job, ticket, info)
                     break
+                except _NotStarted as exc:  # no replica took it (app redeployed, replica gone first): wait
+                    log.info("job %s not taken by a replica yet (%s); trying again", job.id, exc)
+                    if self._closing.wait(1.0):
+                        raise RuntimeError("the app is shutting down") from None
                 except self._lost as exc:
                     reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-                    if attempt == 2:
+                    if job.attempts >= 2:
                         raise RuntimeError(f"the replica running this job stopped, and so did the one it was "
                                            f"re-run on ({reason}); check the Ray cluster's nodes") from None
                     log.warning("job %s: replica %s stopped (%s); running the job again on another replica",
@@ -232,7 +240,9 @@ class RayExecutor:
         return self._save(job, info, result)
 
     def _stream(self, job: Job, ticket: Ticket, info) -> GenerationResult:
+        """One run on a replica. Raises _NotStarted when no replica took it, a lost error when one died."""
         handle = self._handle_for(job).options(stream=True, multiplexed_model_id=info.name)
+        started = False
         with self._lock:
             self._waiting[job.id] = (job, time.monotonic())
         try:
@@ -240,9 +250,12 @@ class RayExecutor:
                 if isinstance(message, Update):
                     job.progress.apply(message)
                 elif isinstance(message, Started):
+                    started = True
                     with self._lock:
                         self._waiting.pop(job.id, None)
                     job.worker = message.replica
+                    job.attempts += 1
+                    ticket.attempt = job.attempts
                 elif isinstance(message, Finished):
                     return message.result
                 elif isinstance(message, Failed):  # the job's own error: running it again would fail again
@@ -250,6 +263,12 @@ class RayExecutor:
                                        "out of memory" in message.message.lower()
                                        else f"out of memory: {message.message}")
             raise ReplicaLost("the replica ended the job's stream without a result")
+        except self._unavailable as exc:
+            raise _NotStarted(str(exc)) from None
+        except self._lost as exc:
+            if not started:
+                raise _NotStarted(str(exc)) from None
+            raise
         finally:
             with self._lock:
                 self._waiting.pop(job.id, None)

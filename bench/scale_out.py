@@ -1,0 +1,120 @@
+"""Scale-out throughput on this machine: the in-process worker vs 1 and 2 Ray Serve replicas, one thread each.
+
+All three run in one process run on the same checkpoint, request and job count, so machine load
+affects them alike (check `uptime` first: every replica wants a free core). Also the Ray path's
+per-job overhead: the time a job takes as seen by the front minus the generation time the
+replica measured (dispatch, pickling, streamed progress, result transfer), as a share of the latter.
+
+    python bench/scale_out.py [--ckpt FILE] [--jobs 12] [--steps 20] [--rounds 2]
+
+Without --ckpt it uses the bundled demo model. Goals: 2 replicas >= 1.8x one replica's
+throughput; overhead <= 5 % per job on the demo model.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("RAY_ADDRESS", None)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from webui.context import context_from_flags  # noqa: E402
+from webui.generation.request import GenerationRequest  # noqa: E402
+
+
+def throughput(ctx, request: GenerationRequest, jobs: int) -> tuple[float, list]:
+    """Submit `jobs` at once (seeds differ), wait for all; jobs per second and the jobs."""
+    started = time.perf_counter()
+    submitted = [ctx.submit_txt2img(dataclasses.replace(request, seed=request.seed + i), source="bench")
+                 for i in range(jobs)]
+    for job in submitted:
+        job.wait(3600)
+    return jobs / (time.perf_counter() - started), submitted
+
+
+def one_by_one(ctx, request: GenerationRequest, jobs: int) -> list[tuple[float, float]]:
+    """Jobs one at a time: (seconds at the front from submit to result, seconds the core reported)."""
+    out = []
+    for i in range(jobs):
+        started = time.perf_counter()
+        job = ctx.submit_txt2img(dataclasses.replace(request, seed=request.seed + i), source="bench")
+        result = job.wait(3600)
+        out.append((time.perf_counter() - started, result.timings["total"]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, default=ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors")
+    parser.add_argument("--jobs", type=int, default=12, help="jobs per throughput measurement")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2, help="repeats of each measurement (median reported)")
+    opts = parser.parse_args()
+
+    import diffusers.utils.logging as diffusers_logging
+    import ray
+
+    diffusers_logging.disable_progress_bar()
+    load = os.getloadavg()
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    data = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    base = ["--data-dir", str(data), "--ckpt-dir", str(opts.ckpt.parent), "--ckpt", str(opts.ckpt)]
+    settings = {"live_previews_enable": False}
+    request = GenerationRequest(prompt="a red circle on a blue background", negative_prompt="green", seed=1000,
+                                steps=opts.steps, width=0, height=0, sampler_name="Euler a", save_images=False)
+    torch.set_num_threads(1)  # the in-process worker gets one thread, as each replica does
+    local = context_from_flags(base, settings)
+    size = local.models.current().native_size
+    request = dataclasses.replace(request, width=size, height=size)
+    print(f"checkpoint {opts.ckpt.name} at {size}px, {opts.steps} steps, {opts.jobs} jobs per measurement", flush=True)
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    rates: dict[str, list[float]] = {"in-process": [], "1 replica": [], "2 replicas": []}
+    overhead: list[float] = []
+    local_overhead: list[float] = []
+    try:
+        throughput(local, request, 2)  # warm up
+        for _ in range(opts.rounds):
+            rates["in-process"].append(throughput(local, request, opts.jobs)[0])
+            local_overhead += [(front - core) / core for front, core in one_by_one(local, request, 3)]
+        for replicas in (1, 2):
+            ctx = context_from_flags(base + ["--ray-replicas", str(replicas)], settings)
+            try:
+                throughput(ctx, request, 2 * replicas)  # warm up: replicas started and loaded
+                for _ in range(opts.rounds):
+                    rates[f"{replicas} replica{'s' if replicas > 1 else ''}"].append(
+                        throughput(ctx, request, opts.jobs)[0])
+                    if replicas == 1:
+                        overhead += [(front - core) / core for front, core in one_by_one(ctx, request, 3)]
+            finally:
+                ctx.queue.stop()
+    finally:
+        local.queue.stop()
+        ray.shutdown()
+
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"\n{'executor':<12} {'jobs/s':>8}  (median; each round)")
+    for name, value in median.items():
+        print(f"{name:<12} {value:8.3f}  {' '.join(f'{v:.3f}' for v in rates[name])}")
+    print(f"\n2 replicas / 1 replica     = {median['2 replicas'] / median['1 replica']:.2f}x  (goal >= 1.8x)")
+    print(f"1 replica / in-process     = {median['1 replica'] / median['in-process']:.2f}x")
+    print(f"2 replicas / in-process    = {median['2 replicas'] / median['in-process']:.2f}x")
+    print(f"Ray overhead per job       = {100 * statistics.median(overhead):.1f} % of the replica's generation time "
+          f"(median of {len(overhead)}; goal <= 5 %)")
+    print(f"in-process queue overhead  = {100 * statistics.median(local_overhead):.1f} % (the same measure, no Ray)")
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
