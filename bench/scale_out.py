@@ -78,7 +78,8 @@ def main() -> None:
     request = dataclasses.replace(request, width=size, height=size)
     print(f"checkpoint {opts.ckpt.name} at {size}px, {opts.steps} steps, {opts.jobs} jobs per measurement", flush=True)
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
+             object_store_memory=256 * 1024**2)
     rates: dict[str, list[float]] = {"in-process": [], "1 replica": [], "2 replicas": []}
     overhead: list[float] = []
     local_overhead: list[float] = []

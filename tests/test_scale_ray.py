@@ -63,7 +63,7 @@ def cluster(tiny_sd15, tiny_sdxl, tmp_path_factory):
     """A front with --ray-replicas 2 on a 2-CPU local Ray cluster, both replicas running."""
     os.environ.pop("RAY_ADDRESS", None)  # never join someone else's cluster from a test
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
-             log_to_driver=False)
+             log_to_driver=False, object_store_memory=256 * 1024**2)  # results are small; spare the shared RAM
     data = tmp_path_factory.mktemp("scale-data")
     ctx = context_from_flags(["--api", "--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
                               "--ckpt", str(tiny_sd15.single_file), "--ray-replicas", "2"])
