@@ -27,7 +27,10 @@ def build_deployment(*, replicas: int | None, min_replicas: int | None = None, m
     options: dict[str, Any] = dict(
         name=DEPLOYMENT_NAME,
         max_ongoing_requests=1,  # a replica runs one generation at a time, as one A1111 process does
-        ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
+        # MALLOC_ARENA_MAX=1 from the process start: generation runs on a thread, which on glibc would
+        # otherwise get its own malloc arena and run at half speed (see webui/allocator.py).
+        ray_actor_options={"num_cpus": cpus, "num_gpus": gpus,
+                           "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "1", "HF_HUB_OFFLINE": "1"}}},
         logging_config={"enable_access_log": False},  # one log line per job on every replica is noise
         graceful_shutdown_timeout_s=60,  # a scale-down lets the running generation finish
     )
