@@ -122,6 +122,26 @@ def test_four_clients_five_jobs_each_complete_in_arrival_order(cluster, referenc
     assert all(str(path).startswith(str(cluster.paths.outputs_dir)) for path in saved), "the front saves"
 
 
+def test_img2img_and_inpaint_run_on_replicas_with_the_same_pixels(cluster, app_context, tiny_sd15):
+    from PIL import Image, ImageDraw
+
+    init = Image.new("RGB", (64, 64), (30, 60, 200))
+    ImageDraw.Draw(init).ellipse((16, 16, 48, 48), fill=(220, 30, 30))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((20, 20, 44, 44), fill=255)
+    requests = [req(31, mode="img2img", init_images=[init], denoising_strength=0.6),
+                req(32, mode="inpaint", init_images=[init], mask=mask, inpaint_full_res=False, mask_blur=2)]
+    jobs = [cluster.submit_generation(r) for r in requests]
+    results = [job.wait(120) for job in jobs]
+    assert [job.kind for job in jobs] == ["img2img", "img2img"]
+    app_context.models.select(str(tiny_sd15.single_file))
+    for request, result in zip(requests, results):
+        local = run_in_process(app_context, request)
+        assert result.infotexts == local.infotexts
+        assert np.array_equal(pixels(result.images[0]), pixels(local.images[0]))
+        assert all("img2img-images" in str(path) for path in result.paths) and result.paths, "saved where A1111 does"
+
+
 def test_api_progress_shows_the_job_asked_for_and_interrupt_reaches_the_replica(cluster):
     app = FastAPI(docs_url=None, redoc_url=None)
     mount_api(app, cluster)
