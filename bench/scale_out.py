@@ -26,6 +26,10 @@ os.environ.pop("RAY_ADDRESS", None)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from webui.allocator import configure_allocator  # noqa: E402
+
+configure_allocator()  # as app.py does, before torch and before any thread (replicas get MALLOC_ARENA_MAX=1)
+
 import torch  # noqa: E402
 
 from webui.context import context_from_flags  # noqa: E402
