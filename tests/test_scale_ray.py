@@ -147,9 +147,11 @@ def test_api_progress_shows_the_job_asked_for_and_interrupt_reaches_the_replica(
     mount_api(app, cluster)
     client = TestClient(app)
     job = cluster.submit_txt2img(req(7, steps=150, n_iter=4, save_images=True), source="api")
-    wait_until(lambda: job.progress.snapshot().sampling_step >= 1, 60, "the replica's first steps")
+    # Live previews (every 10 steps by default) are made on the replica and shown by the front.
+    wait_until(lambda: job.progress.snapshot().preview is not None, 60, "a live preview from the replica")
     body = client.get("/sdapi/v1/progress", params={"job_id": job.id}).json()
     assert body["state"]["job_id"] == job.id and body["state"]["sampling_steps"] == 150 and body["progress"] > 0
+    assert body["current_image"], "the replica's live preview, as a PNG"
     assert client.get("/sdapi/v1/progress", params={"job_id": "job-999999"}).status_code == 404
     assert client.post("/sdapi/v1/interrupt", params={"job_id": job.id}).status_code == 200
     result = job.wait(60)
@@ -176,7 +178,7 @@ def test_jobs_go_to_the_replica_that_holds_their_checkpoint(cluster, tiny_sdxl):
         result = job.wait(120)
         assert ("tiny-sdxl" in result.infotexts[0]) == (arch == "sdxl")
         workers[arch].add(job.worker)
-        time.sleep(1.0)  # let the replica's loaded checkpoint reach Serve's router
+        time.sleep(1.5)  # let the replica's loaded checkpoint reach Serve's router (pushed every 0.1 s)
     assert len(workers["sd15"]) == 1 and len(workers["sdxl"]) == 1 and workers["sd15"] != workers["sdxl"]
 
 
