@@ -195,3 +195,16 @@ def test_launch_with_a_ray_flag_uses_the_installed_pinned_ray(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Installing" not in run.stdout and stamp.exists()
+
+
+def test_the_rayservice_builder_makes_the_same_deployment_from_its_args():
+    from webui.scale.serve_app import app_builder
+
+    fixed = app_builder({"replicas": 3, "gpus_per_replica": 1, "cpus_per_replica": 2,
+                         "flags": {"data_dir": "/data"}, "warm": "model.safetensors"})._bound_deployment
+    assert (fixed.name, fixed.num_replicas, fixed.max_ongoing_requests) == ("GenerationReplica", 3, 1)
+    assert fixed.ray_actor_options["num_gpus"] == 1 and fixed.ray_actor_options["num_cpus"] == 2
+    assert fixed.ray_actor_options["runtime_env"]["env_vars"]["MALLOC_ARENA_MAX"] == "1"
+    assert fixed.init_args == ({"data_dir": "/data"}, {}, "model.safetensors")
+    auto = app_builder({"min_replicas": 0, "max_replicas": 4})._bound_deployment._deployment_config
+    assert (auto.autoscaling_config.min_replicas, auto.autoscaling_config.max_replicas) == (0, 4)

@@ -182,6 +182,20 @@ def test_jobs_go_to_the_replica_that_holds_their_checkpoint(cluster, tiny_sdxl):
     assert len(workers["sd15"]) == 1 and len(workers["sdxl"]) == 1 and workers["sd15"] != workers["sdxl"]
 
 
+def test_a_second_front_attaches_to_the_deployed_app(cluster, tiny_sd15, tmp_path):
+    # What a front does under a KubeRay RayService: --ray-address alone attaches to the sd-webui app.
+    front = context_from_flags(["--data-dir", str(tmp_path), "--ckpt-dir", str(tiny_sd15.single_file.parent),
+                                "--ckpt", str(tiny_sd15.single_file), "--ray-address", "auto"])
+    try:
+        executor = front.queue.executor
+        assert not executor.plan.deploy and executor._gate.limit == 2, "the app's replica count, read from Serve"
+        result = front.submit_txt2img(req(55)).wait(120)
+        assert result.seeds == [55] and result.paths and result.paths[0].is_relative_to(tmp_path)
+    finally:
+        front.queue.stop()
+    assert running_replicas() == 2, "an attached front leaves the app running when it stops"
+
+
 def test_a_replica_killed_mid_job_costs_one_rerun_and_no_job(cluster, app_context, tiny_sd15):
     jobs = [cluster.submit_txt2img(req(100 + i, steps=20)) for i in range(3)]
     victim = wait_until(lambda: next((j for j in jobs if "pid" in j.worker and not j.done), None), 60,
