@@ -1,11 +1,13 @@
 """Scale-out throughput on this machine: the in-process worker vs 1 and 2 Ray Serve replicas, one thread each.
 
-All three run in one process run on the same checkpoint, request and job count, so machine load
-affects them alike (check `uptime` first: every replica wants a free core). Also the Ray path's
-per-job overhead: the time a job takes as seen by the front minus the generation time the
-replica measured (dispatch, pickling, streamed progress, result transfer), as a share of the latter.
+All three run in one process on the same checkpoint, request and job count, measured in turn
+round after round, so machine load affects them alike (check `uptime` first: every replica
+wants a free core). "1 replica" is the 2-replica deployment with one job in flight at a time.
+Also the Ray path's per-job overhead: the time a job takes as seen by the front minus the
+generation time the replica measured (dispatch, pickling, streamed progress, result transfer),
+as a share of the latter, with the same measure for the in-process queue beside it.
 
-    python bench/scale_out.py [--ckpt FILE] [--jobs 12] [--steps 20] [--rounds 2]
+    python bench/scale_out.py [--ckpt FILE] [--jobs 12] [--steps 20] [--rounds 3]
 
 Without --ckpt it uses the bundled demo model. Goals: 2 replicas >= 1.8x one replica's
 throughput; overhead <= 5 % per job on the demo model.
@@ -62,7 +64,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, default=ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors")
     parser.add_argument("--jobs", type=int, default=12, help="jobs per throughput measurement")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2, help="repeats of each measurement (median reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="repeats of each measurement (median reported)")
     opts = parser.parse_args()
 
     import diffusers.utils.logging as diffusers_logging
@@ -87,23 +89,24 @@ def main() -> None:
     rates: dict[str, list[float]] = {"in-process": [], "1 replica": [], "2 replicas": []}
     overhead: list[float] = []
     local_overhead: list[float] = []
+    # One deployment of 2 replicas; "1 replica" lets one job in flight at a time, so only one replica
+    # works. The three are measured in turn, round after round, so a change of machine load between
+    # rounds hits all three alike (redeploying per count would take minutes between them).
+    scaled = context_from_flags(base + ["--ray-replicas", "2"], settings)
+    executor = scaled.queue.executor
     try:
-        throughput(local, request, 2)  # warm up
+        throughput(local, request, 2)  # warm up: lazy imports, allocator growth
+        throughput(scaled, request, 4)  # warm up: replicas started, checkpoint loaded on both
         for _ in range(opts.rounds):
             rates["in-process"].append(throughput(local, request, opts.jobs)[0])
             local_overhead += [(front - core) / core for front, core in one_by_one(local, request, 3)]
-        for replicas in (1, 2):
-            ctx = context_from_flags(base + ["--ray-replicas", str(replicas)], settings)
-            try:
-                throughput(ctx, request, 2 * replicas)  # warm up: replicas started and loaded
-                for _ in range(opts.rounds):
-                    rates[f"{replicas} replica{'s' if replicas > 1 else ''}"].append(
-                        throughput(ctx, request, opts.jobs)[0])
-                    if replicas == 1:
-                        overhead += [(front - core) / core for front, core in one_by_one(ctx, request, 3)]
-            finally:
-                ctx.queue.stop()
+            executor.limit_in_flight(1)
+            rates["1 replica"].append(throughput(scaled, request, opts.jobs)[0])
+            overhead += [(front - core) / core for front, core in one_by_one(scaled, request, 3)]
+            executor.limit_in_flight(2)
+            rates["2 replicas"].append(throughput(scaled, request, opts.jobs)[0])
     finally:
+        scaled.queue.stop()
         local.queue.stop()
         ray.shutdown()
 

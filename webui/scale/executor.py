@@ -182,6 +182,10 @@ class RayExecutor:
                         self._selected = swap[1]
             raise
 
+    def limit_in_flight(self, jobs: int) -> None:
+        """Let at most `jobs` jobs run on replicas at once (bench/scale_out.py measures 1 of 2 replicas so)."""
+        self._gate.set_limit(jobs)
+
     def close(self) -> None:
         self._closing.set()
         try:
