@@ -168,6 +168,41 @@ def test_skip_drops_one_batch_on_the_replica(cluster):
     assert not result.interrupted and len(result.images) == 2
 
 
+def test_a_checkpoint_swap_applies_to_the_jobs_submitted_after_it(cluster, tiny_sd15, tiny_sdxl):
+    before = cluster.submit_txt2img(req(60, save_images=False))
+    swap = cluster.submit_checkpoint(tiny_sdxl.single_file.name)
+    after = cluster.submit_txt2img(req(61, save_images=False))
+    back = cluster.submit_checkpoint(tiny_sd15.single_file.name)
+    last = cluster.submit_txt2img(req(62, save_images=False))
+    models = [re.search(r"Model: ([\w-]+)", job.wait(120).infotexts[0]).group(1) for job in (before, after, last)]
+    assert models == ["tiny-sd15", "tiny-sdxl", "tiny-sd15"] and swap.state == back.state == "done"
+    assert cluster.models.current().info.name == tiny_sd15.single_file.name, "the front follows the swaps too"
+
+
+def test_a_job_whose_replica_dies_twice_fails_with_a_message_and_the_queue_goes_on(cluster, monkeypatch):
+    from webui.scale.executor import ReplicaLost, _NotStarted
+    from webui.jobs import JobFailed
+
+    executor = cluster.queue.executor
+    real_stream = executor._stream
+    calls = []
+
+    def dying(job, ticket, info):  # a replica that takes the job, then dies; once, no replica takes it at all
+        calls.append(job.id)
+        if len(calls) == 1:
+            raise _NotStarted("no replica yet")
+        job.attempts += 1
+        raise ReplicaLost("node lost")
+
+    monkeypatch.setattr(executor, "_stream", dying)
+    doomed = cluster.submit_txt2img(req(70))
+    with pytest.raises(JobFailed, match="stopped, and so did the one it was re-run on"):
+        doomed.wait(60)
+    assert doomed.attempts == 2 and len(calls) == 3, "a run no replica took does not count; two lost runs end it"
+    monkeypatch.setattr(executor, "_stream", real_stream)
+    assert cluster.submit_txt2img(req(71)).wait(120).seeds == [71]
+
+
 def test_jobs_go_to_the_replica_that_holds_their_checkpoint(cluster, tiny_sdxl):
     # Both replicas hold sd15 now. The first sdxl job goes to either (neither holds it) and replaces
     # sd15 there (one checkpoint per replica: sd_checkpoints_limit); from then on each kind has its replica.
