@@ -45,7 +45,10 @@ install_if_changed() {
 # requirements.txt is a constraints file here, so Ray can never move torch, numpy, pydantic or gradio.
 install_scale() {
   local constraints="$VENV/.constraints-requirements.txt"
-  sed 's/\[[^]]*\]//' requirements.txt > "$constraints"  # pip refuses extras in constraints; pins stay
+  # pip refuses extras in constraints; the pins stay. Written aside and renamed: another launch.sh
+  # running at the same time never reads a half-written file.
+  sed 's/\[[^]]*\]//' requirements.txt > "$constraints.$$"
+  mv -f "$constraints.$$" "$constraints"
   install_if_changed requirements-scale.txt "$constraints"
 }
 

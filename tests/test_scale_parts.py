@@ -43,6 +43,17 @@ def test_contradicting_ray_flags_exit_with_a_message(argv, problem, capsys):
     assert exc.value.code == 2 and problem in capsys.readouterr().err
 
 
+def test_a_ray_flag_without_ray_installed_says_how_to_install_it(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    parse_args([])  # the default app does not need Ray
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--ray-replicas", "2"])
+    assert exc.value.code == 2 and "requirements-scale.txt" in capsys.readouterr().err
+
+
 def test_plans_from_flags():
     assert not scale_requested(parse_args([]))
     local = ScalePlan.from_args(parse_args(["--ray-replicas", "2"]))

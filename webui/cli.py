@@ -93,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse flags; unknown flags (and --ray-* flags that contradict each other) exit with code 2."""
-    from webui.scale.options import check_flags
+    from webui.scale.options import check_flags, missing_ray
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = check_flags(args)
+    problem = check_flags(args) or missing_ray(args)
     if problem:
         parser.error(problem)
     return args

@@ -34,6 +34,16 @@ def check_flags(args: argparse.Namespace) -> str | None:
     return None
 
 
+def missing_ray(args: argparse.Namespace) -> str | None:
+    """A message when a --ray-* flag is given but Ray is not installed (found without importing it)."""
+    import importlib.util
+
+    if scale_requested(args) and importlib.util.find_spec("ray") is None:
+        return ("--ray-* flags need Ray Serve, which is not installed: ./launch.sh installs it when given one, "
+                "or run .venv/bin/pip install -r requirements-scale.txt -c requirements.txt")
+    return None
+
+
 @dataclass(frozen=True)
 class ScalePlan:
     """What the front does with Ray: where to connect, whether it deploys the replicas, how many run."""
