@@ -28,14 +28,15 @@ fi
 PYBIN="$VENV/bin/python"
 
 # Install a requirements file only when its content changed since the last successful install.
-# An optional constraints file counts as part of the content.
+# Extra arguments go to pip.
 install_if_changed() {
-  local file="$1" constraints="${2:-}" stamp hash
-  hash="$(cat "$file" ${constraints:+"$constraints"} | sha256sum | cut -c1-16)"
+  local file="$1" stamp hash
+  shift
+  hash="$(sha256sum "$file" | cut -c1-16)"
   stamp="$VENV/.installed-$(basename "$file")-$hash"
   if [ -f "$stamp" ]; then return 0; fi
   echo "Installing $file (this happens once per change of the file)..."
-  "$PYBIN" -m pip install --disable-pip-version-check -q -r "$file" ${constraints:+-c "$constraints"}
+  "$PYBIN" -m pip install --disable-pip-version-check -q "$@" -r "$file"
   rm -f "$VENV"/.installed-"$(basename "$file")"-*
   touch "$stamp"
 }
@@ -49,7 +50,7 @@ install_scale() {
   # running at the same time never reads a half-written file.
   sed 's/\[[^]]*\]//' requirements.txt > "$constraints.$$"
   mv -f "$constraints.$$" "$constraints"
-  install_if_changed requirements-scale.txt "$constraints"
+  install_if_changed requirements-scale.txt -c "$constraints"
 }
 
 # xformers is optional: only with an NVIDIA GPU and only in a build made for the installed torch.
@@ -71,6 +72,8 @@ maybe_xformers() {
 }
 
 install_if_changed requirements.txt
+# Packages whose declared dependencies must not be installed (the file says why).
+install_if_changed requirements-nodeps.txt --no-deps
 maybe_xformers
 
 if [ "${1:-}" = "--test" ]; then
