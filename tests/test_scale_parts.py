@@ -10,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from tests.scale_helpers import one_thread
 from webui.cli import parse_args
+from webui.generation.core import generate
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import Style
 from webui.scale.control import JobControl
@@ -147,11 +149,11 @@ def test_replica_core_matches_generate_and_saves_nothing(replica_core, app_conte
     app_context.styles.put(Style("red-style", "{prompt}, red"))
     request = GenerationRequest(prompt="a circle", negative_prompt="blue", seed=77, steps=3, width=64, height=64,
                                 sampler_name="Euler a", styles=["red-style"], save_images=True)
-    local = app_context.queue.run(dataclasses.replace(request, save_images=False))
+    local = one_thread(generate, dataclasses.replace(request, save_images=False), app_context.core)
     info = app_context.models.current().info
     ticket = Ticket(job_id="job-1", request=request, checkpoint=info.name, checkpoint_path=str(info.filename),
                     settings=app_context.settings.as_dict(), styles=[app_context.styles.get("red-style")])
-    remote = replica_core.generate(ticket, ReplicaProgress(lambda update: None))
+    remote = one_thread(replica_core.generate, ticket, ReplicaProgress(lambda update: None))
     assert remote.paths == [] and not any(replica_core.paths.outputs_dir.rglob("*.png"))
     assert remote.prompts == ["a circle, red"] and remote.infotexts == local.infotexts
     assert np.array_equal(np.asarray(remote.images[0]), np.asarray(local.images[0]))

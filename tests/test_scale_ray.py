@@ -19,8 +19,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from ray import serve
 
+from tests.scale_helpers import one_thread
 from webui.api.routes import mount_api
-from webui.context import context_from_flags
+from webui.context import context_from_flags, generate_with_checkpoint
+from webui.generation.progress import Progress
 from webui.generation.request import GenerationRequest
 from webui.scale.options import APP_NAME, DEPLOYMENT_NAME
 
@@ -76,26 +78,24 @@ def cluster(tiny_sd15, tiny_sdxl, tmp_path_factory):
 
 
 def run_in_process(ctx, request: GenerationRequest):
-    """The in-process executor's result on one torch thread, as a replica runs (it reserves 1 CPU).
-
-    CPU kernels sum in another order with another thread count, which moves a few pixels by one
-    level; with the same count the images are identical.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return ctx.queue.run(dataclasses.replace(request, save_images=False))
-    finally:
-        torch.set_num_threads(threads)
+    """The in-process core's result (what the in-process executor runs), with one torch thread as a replica."""
+    return one_thread(generate_with_checkpoint, dataclasses.replace(request, save_images=False), ctx.core, Progress())
 
 
 @pytest.fixture(scope="module")
-def reference(app_context, tiny_sd15):
+def local(tiny_sd15, tmp_path_factory):
+    """The in-process executor on a fresh load of the same checkpoint (the session's shared context may
+    carry weights other tests patched and restored, which differ in the last bits)."""
+    ctx = context_from_flags(["--data-dir", str(tmp_path_factory.mktemp("scale-local")), "--ckpt-dir",
+                              str(tiny_sd15.single_file.parent), "--ckpt", str(tiny_sd15.single_file)])
+    yield ctx
+    ctx.queue.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(local):
     """The in-process executor's images for seeds 100..103 on the same checkpoint."""
-    app_context.models.select(str(tiny_sd15.single_file))
-    return {seed: run_in_process(app_context, req(seed)) for seed in range(100, 104)}
+    return {seed: run_in_process(local, req(seed)) for seed in range(100, 104)}
 
 
 def test_four_clients_five_jobs_each_complete_in_arrival_order(cluster, reference):
@@ -122,7 +122,7 @@ def test_four_clients_five_jobs_each_complete_in_arrival_order(cluster, referenc
     assert all(str(path).startswith(str(cluster.paths.outputs_dir)) for path in saved), "the front saves"
 
 
-def test_img2img_and_inpaint_run_on_replicas_with_the_same_pixels(cluster, app_context, tiny_sd15):
+def test_img2img_and_inpaint_run_on_replicas_with_the_same_pixels(cluster, local):
     from PIL import Image, ImageDraw
 
     init = Image.new("RGB", (64, 64), (30, 60, 200))
@@ -134,11 +134,10 @@ def test_img2img_and_inpaint_run_on_replicas_with_the_same_pixels(cluster, app_c
     jobs = [cluster.submit_generation(r) for r in requests]
     results = [job.wait(120) for job in jobs]
     assert [job.kind for job in jobs] == ["img2img", "img2img"]
-    app_context.models.select(str(tiny_sd15.single_file))
     for request, result in zip(requests, results):
-        local = run_in_process(app_context, request)
-        assert result.infotexts == local.infotexts
-        assert np.array_equal(pixels(result.images[0]), pixels(local.images[0]))
+        expected = run_in_process(local, request)
+        assert result.infotexts == expected.infotexts
+        assert np.array_equal(pixels(result.images[0]), pixels(expected.images[0]))
         assert all("img2img-images" in str(path) for path in result.paths) and result.paths, "saved where A1111 does"
 
 
@@ -231,7 +230,7 @@ def test_a_second_front_attaches_to_the_deployed_app(cluster, tiny_sd15, tmp_pat
     assert running_replicas() == 2, "an attached front leaves the app running when it stops"
 
 
-def test_a_replica_killed_mid_job_costs_one_rerun_and_no_job(cluster, app_context, tiny_sd15):
+def test_a_replica_killed_mid_job_costs_one_rerun_and_no_job(cluster, local):
     jobs = [cluster.submit_txt2img(req(100 + i, steps=20)) for i in range(3)]
     victim = wait_until(lambda: next((j for j in jobs if "pid" in j.worker and not j.done), None), 60,
                         "a job started on a replica", every=0.005)
@@ -241,8 +240,7 @@ def test_a_replica_killed_mid_job_costs_one_rerun_and_no_job(cluster, app_contex
     saved = [path for result in results for path in result.paths]
     assert len(saved) == 3 and len(set(saved)) == 3, "each job saved once"
     assert [result.seeds for result in results] == [[100], [101], [102]]
-    app_context.models.select(str(tiny_sd15.single_file))
-    again = run_in_process(app_context, victim.payload)
+    again = run_in_process(local, victim.payload)
     assert np.array_equal(pixels(again.images[0]), pixels(results[jobs.index(victim)].images[0])), "re-run, same image"
 
 
