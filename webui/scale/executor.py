@@ -77,6 +77,7 @@ class RayExecutor:
         current = models.current()
         self._selected = current.info if current else None
         self._lock = threading.Lock()
+        self._local_lock = threading.Lock()
         self._bound: dict[str, Any] = {}  # job id -> CheckpointInfo, bound in arrival order
         self._swaps: dict[str, Any] = {}  # checkpoint job id -> (new, previous) selection
         self._waiting: dict[str, tuple[Job, float]] = {}  # dispatched, not yet started on a replica
@@ -173,8 +174,9 @@ class RayExecutor:
                 return self._run_remote(job, info)
             finally:
                 self._gate.leave()
-        try:  # a checkpoint swap: the front loads it too (header, token counter, /options)
-            return self._local(job)
+        try:  # a checkpoint swap (the front loads it too: header, token counter, /options), extras, ...
+            with self._local_lock:  # front-side jobs run one at a time, as on the in-process worker
+                return self._local(job)
         except Exception:
             if swap is not None:
                 with self._lock:
