@@ -169,6 +169,8 @@ class RayExecutor:
             info = self._bound.pop(job.id, None)
             swap = self._swaps.pop(job.id, None)
         if info is not None:
+            if self._gate.inside >= self._gate.limit:
+                job.progress.set_text("Waiting for a free replica")
             self._gate.enter(job.id)
             try:
                 return self._run_remote(job, info)
