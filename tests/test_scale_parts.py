@@ -159,6 +159,27 @@ def test_replica_core_matches_generate_and_saves_nothing(replica_core, app_conte
     assert np.array_equal(np.asarray(remote.images[0]), np.asarray(local.images[0]))
 
 
+def test_replica_core_runs_an_outpainting_job_unsaved(replica_core, app_context, tiny_sd15):
+    from PIL import Image
+
+    from webui.generation.outpaint import OutpaintJob, run_outpaint
+
+    app_context.models.select(str(tiny_sd15.single_file))
+    request = GenerationRequest(prompt="a circle", seed=5, steps=2, width=64, height=64, sampler_name="Euler a",
+                                mode="img2img", init_images=[Image.new("RGB", (64, 64), (30, 160, 60))],
+                                denoising_strength=0.8, save_images=True)
+    job = OutpaintJob(request, pixels=32, directions=("left",), mask_blur=2)
+    local = one_thread(run_outpaint, dataclasses.replace(job, request=dataclasses.replace(request, save_images=False)),
+                       app_context.core)
+    info = app_context.models.current().info
+    ticket = Ticket(job_id="job-2", request=job, checkpoint=info.name, checkpoint_path=str(info.filename),
+                    settings=app_context.settings.as_dict())
+    remote = one_thread(replica_core.generate, ticket, ReplicaProgress(lambda update: None))
+    assert remote.images[0].size == local.images[0].size == (128, 64), "the grown canvas"
+    assert remote.paths == [] and remote.infotexts == local.infotexts
+    assert np.array_equal(np.asarray(remote.images[0]), np.asarray(local.images[0]))
+
+
 def test_replica_core_switches_checkpoints_by_name_and_says_when_one_is_missing(replica_core, tiny_sdxl):
     from webui.models.errors import ModelLoadError
 

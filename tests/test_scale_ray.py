@@ -5,6 +5,7 @@ that kill replicas run last. Needs requirements-scale.txt (./launch.sh --test in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -141,6 +142,27 @@ def test_img2img_and_inpaint_run_on_replicas_with_the_same_pixels(cluster, local
         assert all("img2img-images" in str(path) for path in result.paths) and result.paths, "saved where A1111 does"
 
 
+def test_outpainting_runs_on_a_replica_and_extras_on_the_front(cluster, local):
+    from PIL import Image
+
+    from webui.generation.outpaint import OutpaintJob, run_outpaint
+    from webui.generation.postprocess import ExtrasRequest
+
+    init = Image.new("RGB", (64, 64), (30, 160, 60))
+    outpaint = OutpaintJob(req(33, mode="img2img", init_images=[init], steps=2, denoising_strength=0.8),
+                           pixels=32, directions=("left",), mask_blur=2)
+    job = cluster.submit_generation(outpaint)
+    extras = cluster.submit_extras(ExtrasRequest(images=[init], upscaler_1="Nearest", upscaling_resize=2))
+    result, upscaled = job.wait(120), extras.wait(60)
+    unsaved = dataclasses.replace(outpaint, request=dataclasses.replace(outpaint.request, save_images=False))
+    expected = one_thread(run_outpaint, unsaved, local.core, Progress())
+    assert "pid" in job.worker and result.images[0].size == (128, 64)
+    assert np.array_equal(pixels(result.images[0]), pixels(expected.images[0])), "the in-process canvas"
+    assert len(result.paths) == 1 and "img2img-images" in str(result.paths[0]), "saved once, by the front"
+    assert str(result.paths[0]).startswith(str(cluster.paths.outputs_dir))
+    assert extras.worker == "front" and upscaled.images[0].size == (128, 128) and upscaled.paths
+
+
 def test_api_progress_shows_the_job_asked_for_and_interrupt_reaches_the_replica(cluster):
     app = FastAPI(docs_url=None, redoc_url=None)
     mount_api(app, cluster)
@@ -218,13 +240,28 @@ def test_jobs_go_to_the_replica_that_holds_their_checkpoint(cluster, tiny_sdxl):
 
 def test_a_second_front_attaches_to_the_deployed_app(cluster, tiny_sd15, tmp_path):
     # What a front does under a KubeRay RayService: --ray-address alone attaches to the sd-webui app.
-    front = context_from_flags(["--data-dir", str(tmp_path), "--ckpt-dir", str(tiny_sd15.single_file.parent),
-                                "--ckpt", str(tiny_sd15.single_file), "--ray-address", "auto"])
+    # It loads its startup checkpoint behind the page, as the server does: jobs sent meanwhile wait for it.
+    from webui import cli
+    from webui.context import build_context
+    from webui.paths import Paths
+    from webui.scale.front import front_policy
+    from webui.settings import Settings
+
+    args = cli.parse_args(["--data-dir", str(tmp_path), "--ckpt-dir", str(tiny_sd15.single_file.parent),
+                           "--ckpt", str(tiny_sd15.single_file), "--ray-address", "auto"])
+    paths = Paths.from_args(args)
+    front = build_context(args, paths, front_policy(args), Settings(path=None), load_in_background=True)
     try:
         executor = front.queue.executor
+        tickets = []
+        make_ticket = executor._ticket
+        executor._ticket = lambda job, info: tickets.append(make_ticket(job, info)) or tickets[-1]
         assert not executor.plan.deploy and executor._gate.limit == 2, "the app's replica count, read from Serve"
+        vae = front.submit_vae("None")  # a front job later generations read (sd_vae), queued before them
         result = front.submit_txt2img(req(55)).wait(120)
+        assert front.startup_job.state == vae.state == "done" and not front.loading
         assert result.seeds == [55] and result.paths and result.paths[0].is_relative_to(tmp_path)
+        assert "tiny-sd15" in result.infotexts[0] and tickets[0].settings["sd_vae"] == "None"
     finally:
         front.queue.stop()
     assert running_replicas() == 2, "an attached front leaves the app running when it stops"
@@ -253,7 +290,8 @@ def test_with_every_replica_gone_jobs_wait_and_progress_says_why(cluster):
     replicas = details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["replicas"]
     pids = {r["pid"] for r in replicas if r["state"] == "RUNNING" and r.get("pid")}
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # Serve's details may still list the replica just killed
+            os.kill(pid, signal.SIGKILL)
     wait_until(lambda: running_replicas() == 0, 30, "Serve to notice no replica runs")
     job = cluster.submit_txt2img(req(101, save_images=False))
     wait_until(lambda: "none is running" in job.progress.snapshot().textinfo, 30, "the waiting job to say why")

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from webui.generation.outpaint import OutpaintJob
 from webui.generation.request import GenerationRequest, GenerationResult
 from webui.jobs import Job
 from webui.models.errors import ModelLoadError
@@ -25,6 +26,8 @@ from webui.scale.progress import MirrorProgress
 log = logging.getLogger(__name__)
 ATTACHED_MAX_SLOTS = 64  # worker threads when the replica count is the cluster's business (attach mode)
 WAIT_NOTE_AFTER_S = 0.5  # a dispatched job not started by then gets a "waiting because ..." text
+FRONT_STATE_KINDS = ("startup", "vae")  # front jobs whose outcome the jobs after them read (checkpoint, sd_vae)
+REMOTE_PAYLOADS = (GenerationRequest, OutpaintJob)  # what runs on replicas; every other kind runs on the front
 
 
 class ReplicaLost(RuntimeError):
@@ -81,6 +84,8 @@ class RayExecutor:
         self._bound: dict[str, Any] = {}  # job id -> CheckpointInfo, bound in arrival order
         self._swaps: dict[str, Any] = {}  # checkpoint job id -> (new, previous) selection
         self._waiting: dict[str, tuple[Job, float]] = {}  # dispatched, not yet started on a replica
+        self._front_state: threading.Event | None = None  # set when the last startup load / VAE change ended
+        self._front_events: dict[str, threading.Event] = {}  # that job's id -> its event
         self._handle = None
         if plan.deploy:
             self.slots = plan.slots
@@ -146,8 +151,19 @@ class RayExecutor:
         self._control.signal.remote(token, what)  # fire and forget: the replica's long poll picks it up
 
     def prepare(self, job: Job) -> None:
-        """In arrival order: bind a generation to its checkpoint; a swap changes what later jobs bind."""
-        if isinstance(job.payload, GenerationRequest):
+        """In arrival order: bind a generation to its checkpoint; a swap changes what later jobs bind.
+
+        A startup load or sd_vae change queued before this job ends first (later jobs read what it
+        selected, as on one machine: the one worker ran it before them).
+        """
+        pending = self._front_state
+        if pending is not None:
+            pending.wait()
+        if job.kind in FRONT_STATE_KINDS:
+            self._front_state = job_state = threading.Event()
+            with self._lock:
+                self._front_events[job.id] = job_state
+        if isinstance(job.payload, REMOTE_PAYLOADS):
             info = self._checkpoint_for(job.payload)
             with self._lock:
                 self._bound[job.id] = info
@@ -178,13 +194,23 @@ class RayExecutor:
                 self._gate.leave()
         try:  # a checkpoint swap (the front loads it too: header, token counter, /options), extras, ...
             with self._local_lock:  # front-side jobs run one at a time, as on the in-process worker
-                return self._local(job)
+                result = self._local(job)
+            if job.kind == "startup":  # the checkpoint the front picked is the one later jobs run on
+                current = self._models.current()
+                with self._lock:
+                    self._selected = current.info if current else self._selected
+            return result
         except Exception:
             if swap is not None:
                 with self._lock:
                     if self._selected is swap[0]:  # nothing swapped since: later jobs use the old one again
                         self._selected = swap[1]
             raise
+        finally:
+            with self._lock:
+                ended = self._front_events.pop(job.id, None)
+            if ended is not None:
+                ended.set()
 
     def limit_in_flight(self, jobs: int) -> None:
         """Let at most `jobs` jobs run on replicas at once (bench/scale_out.py measures 1 of 2 replicas so)."""
@@ -203,7 +229,9 @@ class RayExecutor:
 
     # -- one remote job ----------------------------------------------------------------------------
 
-    def _checkpoint_for(self, request: GenerationRequest):
+    def _checkpoint_for(self, request: GenerationRequest | OutpaintJob):
+        if isinstance(request, OutpaintJob):
+            request = request.request
         wanted = (request.override_settings or {}).get("sd_model_checkpoint")
         if wanted:
             info = self._models.find(wanted)
@@ -218,9 +246,9 @@ class RayExecutor:
         return info
 
     def _ticket(self, job: Job, info) -> Ticket:
-        request: GenerationRequest = job.payload
+        request = job.payload.request if isinstance(job.payload, OutpaintJob) else job.payload
         styles = [s for s in (self._styles.get(name) for name in request.styles) if s is not None]
-        return Ticket(job_id=job.id, request=request, checkpoint=info.name, checkpoint_path=str(info.filename),
+        return Ticket(job_id=job.id, request=job.payload, checkpoint=info.name, checkpoint_path=str(info.filename),
                       settings=self._settings.as_dict(), styles=styles, control=self._control,
                       control_token=job.progress.token)
 
@@ -285,7 +313,8 @@ class RayExecutor:
         """Save on the front, as the in-process core would have (the caller's save_images is put back)."""
         from webui.scale.saving import save_result
 
-        result.request = dataclasses.replace(result.request, save_images=job.payload.save_images)
+        asked = job.payload.request if isinstance(job.payload, OutpaintJob) else job.payload
+        result.request = dataclasses.replace(result.request, save_images=asked.save_images)
         result.paths = save_result(self._core, result, info.model_name)
         return result
 

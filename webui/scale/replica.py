@@ -28,15 +28,17 @@ from webui.scale.progress import ControlWatch, ReplicaProgress  # noqa: E402
 log = logging.getLogger(__name__)
 
 # The flags that shape a replica: folders and device/precision choices (the front sends its own).
-REPLICA_FLAGS = ("data_dir", "ckpt_dir", "vae_dir", "lora_dir", "embeddings_dir", "controlnet_dir", "medvram",
-                 "lowvram", "no_half", "no_half_vae", "precision", "xformers", "opt_sdp_attention", "use_cpu",
-                 "skip_torch_cuda_test", "disable_safe_unpickle")
-_DIR_FLAGS = {name for name in REPLICA_FLAGS if name.endswith("_dir")}
+REPLICA_FLAGS = ("data_dir", "ckpt_dir", "vae_dir", "lora_dir", "embeddings_dir", "controlnet_dir", "hypernetwork_dir",
+                 "lyco_dir_backcompat", "esrgan_models_path", "realesrgan_models_path", "swinir_models_path",
+                 "dat_models_path", "medvram", "lowvram", "no_half", "no_half_vae", "precision", "xformers",
+                 "opt_sdp_attention", "use_cpu", "skip_torch_cuda_test", "disable_safe_unpickle")
+_DIR_FLAGS = {name for name in REPLICA_FLAGS if name.endswith(("_dir", "_path", "_backcompat"))}
 
 
 def replica_flags(args, paths) -> dict[str, Any]:
     """The front's flags a replica needs, folders made absolute (a replica's working folder differs)."""
-    flags = {name: getattr(args, name) for name in REPLICA_FLAGS}
+    flags = {name: getattr(args, name, None) for name in REPLICA_FLAGS}
+    flags.update({name: str(Path(flags[name]).resolve()) for name in _DIR_FLAGS if flags[name]})
     flags.update(data_dir=str(paths.data_dir), ckpt_dir=str(paths.ckpt_dir), vae_dir=str(paths.vae_dir),
                  lora_dir=str(paths.lora_dir), embeddings_dir=str(paths.embeddings_dir),
                  controlnet_dir=str(paths.controlnet_dir))
@@ -70,7 +72,7 @@ class ReplicaCore:
         self.policy = devices.choose_policy(devices.detect(None), devices.PolicyFlags.from_args(args))
         self.settings = Settings(path=None)  # never written: the front owns config.json
         self.settings.update(known_settings(self.settings, settings), save=False)
-        self.core = build_core(args, self.paths, self.policy, self.settings)  # the same core as the front's
+        self.core, _ = build_core(args, self.paths, self.policy, self.settings)  # the same core as the front's
         self.models = self.core.models
 
     def select(self, name: str, path: str = "") -> str:
@@ -92,13 +94,18 @@ class ReplicaCore:
         return info.name
 
     def generate(self, ticket: Ticket, progress) -> Any:
-        """Run the ticket's request on the ticket's checkpoint with the front's settings; nothing is saved."""
+        """Run the ticket's request (or outpainting job) on the ticket's checkpoint with the front's settings;
+        nothing is saved."""
         from webui.generation.core import generate
+        from webui.generation.outpaint import OutpaintJob, run_outpaint
 
         self.settings.update(known_settings(self.settings, ticket.settings), save=False)
         self.select(ticket.checkpoint, ticket.checkpoint_path)
         core = dataclasses.replace(self.core, styles=StyleMap(ticket.styles))
         # save_images=False: the front saves (one writer of outputs/); it puts the caller's value back.
+        if isinstance(ticket.request, OutpaintJob):
+            unsaved = dataclasses.replace(ticket.request.request, save_images=False)
+            return run_outpaint(dataclasses.replace(ticket.request, request=unsaved), core, progress)
         return generate(dataclasses.replace(ticket.request, save_images=False), core, progress)
 
 

@@ -12,5 +12,5 @@ def save_result(ctx: generation_core.CoreContext, result: GenerationResult, mode
     if not result.images:
         return []
     prompt = result.prompts[0] if result.prompts else result.request.prompt
-    return generation_core._save(ctx, result.request, result.images, result.infotexts, result.seeds,  # noqa: SLF001
-                                 model_name, prompt, result.interrupted)
+    return generation_core.save_images(ctx, result.request, result.images, result.infotexts, result.seeds,
+                                       model_name, prompt, result.interrupted)
