@@ -11,6 +11,11 @@ as a share of the latter, with the same measure for the in-process queue beside 
 
 Without --ckpt it uses the bundled demo model. Goals: 2 replicas >= 1.8x one replica's
 throughput; overhead <= 5 % per job on the demo model.
+
+On a machine without a free core per replica the wall-clock ratio measures the machine's load,
+not the app, so the replicas' CPU seconds per job (user + system, every thread of the replica
+processes, read with psutil) are reported too: equal CPU per job with 1 and 2 replicas means
+running two adds no work of its own, and throughput scales with the cores (or GPUs) given.
 """
 from __future__ import annotations
 
@@ -46,6 +51,30 @@ def throughput(ctx, request: GenerationRequest, jobs: int) -> tuple[float, list]
     for job in submitted:
         job.wait(3600)
     return jobs / (time.perf_counter() - started), submitted
+
+
+def replica_cpu_seconds() -> float:
+    """User + system CPU seconds of every running replica process so far."""
+    import psutil
+    from ray.serve.context import _get_global_client
+
+    from webui.scale.options import APP_NAME, DEPLOYMENT_NAME
+
+    details = _get_global_client().get_serve_details()
+    replicas = details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["replicas"]
+    total = 0.0
+    for pid in {r["pid"] for r in replicas if r.get("pid")}:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def measured(ctx, request: GenerationRequest, jobs: int, cpu: list[float]) -> float:
+    """throughput() of the scaled context, appending the replicas' CPU seconds per job to `cpu`."""
+    before = replica_cpu_seconds()
+    rate = throughput(ctx, request, jobs)[0]
+    cpu.append((replica_cpu_seconds() - before) / jobs)
+    return rate
 
 
 def one_by_one(ctx, request: GenerationRequest, jobs: int) -> list[tuple[float, float]]:
@@ -88,6 +117,7 @@ def main() -> None:
              object_store_memory=256 * 1024**2)
     rates: dict[str, list[float]] = {"in-process": [], "1 replica": [], "2 replicas": []}
     overhead: list[float] = []
+    cpu: dict[str, list[float]] = {"1 replica": [], "2 replicas": []}
     local_overhead: list[float] = []
     # One deployment of 2 replicas; "1 replica" lets one job in flight at a time, so only one replica
     # works. The three are measured in turn, round after round, so a change of machine load between
@@ -101,10 +131,10 @@ def main() -> None:
             rates["in-process"].append(throughput(local, request, opts.jobs)[0])
             local_overhead += [(front - core) / core for front, core in one_by_one(local, request, 3)]
             executor.limit_in_flight(1)
-            rates["1 replica"].append(throughput(scaled, request, opts.jobs)[0])
+            rates["1 replica"].append(measured(scaled, request, opts.jobs, cpu["1 replica"]))
             overhead += [(front - core) / core for front, core in one_by_one(scaled, request, 3)]
             executor.limit_in_flight(2)
-            rates["2 replicas"].append(throughput(scaled, request, opts.jobs)[0])
+            rates["2 replicas"].append(measured(scaled, request, opts.jobs, cpu["2 replicas"]))
     finally:
         scaled.queue.stop()
         local.queue.stop()
@@ -117,6 +147,12 @@ def main() -> None:
     print(f"\n2 replicas / 1 replica     = {median['2 replicas'] / median['1 replica']:.2f}x  (goal >= 1.8x)")
     print(f"1 replica / in-process     = {median['1 replica'] / median['in-process']:.2f}x")
     print(f"2 replicas / in-process    = {median['2 replicas'] / median['in-process']:.2f}x")
+    cpu_per_job = {name: statistics.median(values) for name, values in cpu.items()}
+    print(f"replica CPU s per job      = {cpu_per_job['1 replica']:.3f} (1 replica), "
+          f"{cpu_per_job['2 replicas']:.3f} (2 replicas): 2 / 1 = "
+          f"{cpu_per_job['2 replicas'] / cpu_per_job['1 replica']:.2f}x (1.00 = a second replica adds no work)")
+    print(f"2 replicas with a free core each (CPU-bound estimate) = "
+          f"{2 * cpu_per_job['1 replica'] / cpu_per_job['2 replicas']:.2f}x one replica")
     print(f"Ray overhead per job       = {100 * statistics.median(overhead):.1f} % of the replica's generation time "
           f"(median of {len(overhead)}; goal <= 5 %)")
     print(f"in-process queue overhead  = {100 * statistics.median(local_overhead):.1f} % (the same measure, no Ray)")
