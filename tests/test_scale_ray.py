@@ -62,14 +62,26 @@ def pixels(image):
 
 
 @pytest.fixture(scope="module")
-def cluster(tiny_sd15, tiny_sdxl, tmp_path_factory):
+def lora_dir(tmp_path_factory):
+    """A LoRA folder the front, the replicas and the in-process reference share."""
+    from tests.kit import build_pipeline
+    from tests.networks_kit import write_lora
+
+    folder = tmp_path_factory.mktemp("scale-lora")
+    write_lora(folder / "style.safetensors", build_pipeline("sd15"), "sd15")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(tiny_sd15, tiny_sdxl, lora_dir, tmp_path_factory):
     """A front with --ray-replicas 2 on a 2-CPU local Ray cluster, both replicas running."""
     os.environ.pop("RAY_ADDRESS", None)  # never join someone else's cluster from a test
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
              log_to_driver=False, object_store_memory=256 * 1024**2)  # results are small; spare the shared RAM
     data = tmp_path_factory.mktemp("scale-data")
     ctx = context_from_flags(["--api", "--data-dir", str(data), "--ckpt-dir", str(tiny_sd15.single_file.parent),
-                              "--ckpt", str(tiny_sd15.single_file), "--ray-replicas", "2"])
+                              "--ckpt", str(tiny_sd15.single_file), "--lora-dir", str(lora_dir),
+                              "--ray-replicas", "2"])
     try:
         wait_until(lambda: running_replicas() == 2, 180, "2 running replicas", every=0.5)
         yield ctx
@@ -84,11 +96,12 @@ def run_in_process(ctx, request: GenerationRequest):
 
 
 @pytest.fixture(scope="module")
-def local(tiny_sd15, tmp_path_factory):
+def local(tiny_sd15, lora_dir, tmp_path_factory):
     """The in-process executor on a fresh load of the same checkpoint (the session's shared context may
     carry weights other tests patched and restored, which differ in the last bits)."""
     ctx = context_from_flags(["--data-dir", str(tmp_path_factory.mktemp("scale-local")), "--ckpt-dir",
-                              str(tiny_sd15.single_file.parent), "--ckpt", str(tiny_sd15.single_file)])
+                              str(tiny_sd15.single_file.parent), "--ckpt", str(tiny_sd15.single_file),
+                              "--lora-dir", str(lora_dir)])
     yield ctx
     ctx.queue.stop()
 
@@ -161,6 +174,20 @@ def test_outpainting_runs_on_a_replica_and_extras_on_the_front(cluster, local):
     assert len(result.paths) == 1 and "img2img-images" in str(result.paths[0]), "saved once, by the front"
     assert str(result.paths[0]).startswith(str(cluster.paths.outputs_dir))
     assert extras.worker == "front" and upscaled.images[0].size == (128, 128) and upscaled.paths
+
+
+def test_hires_fix_and_a_lora_run_on_a_replica_with_the_same_pixels(cluster, local):
+    # The replica's core comes from the same build_core as the front's: upscalers and networks included.
+    request = req(34, prompt="a red circle <lora:style:1>", enable_hr=True, hr_upscaler="Latent",
+                  denoising_strength=0.6, save_images=False)
+    job = cluster.submit_txt2img(request)
+    result = job.wait(120)
+    expected = run_in_process(local, request)
+    assert "pid" in job.worker and result.images[0].size == (128, 128), "hires fix ran (2x)"
+    assert result.infotexts == expected.infotexts and "Lora hashes" in result.infotexts[0]
+    assert np.array_equal(pixels(result.images[0]), pixels(expected.images[0]))
+    plain = run_in_process(local, dataclasses.replace(request, prompt="a red circle"))
+    assert not np.array_equal(pixels(plain.images[0]), pixels(result.images[0])), "the LoRA moved the pixels"
 
 
 def test_api_progress_shows_the_job_asked_for_and_interrupt_reaches_the_replica(cluster):
