@@ -22,6 +22,8 @@ const ICON_TITLES = {
   img2img_reuse_seed: "Reuse seed from the selected image",
   txt2img_res_switch_btn: "Switch width/height",
   img2img_res_switch_btn: "Switch width/height",
+  txt2img_paste: "Read generation parameters from prompt into user interface",
+  img2img_paste: "Read generation parameters from prompt into user interface",
 };
 function labelIcons() {
   for (const [id, title] of Object.entries(ICON_TITLES)) {
