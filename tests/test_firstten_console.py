@@ -35,3 +35,19 @@ def test_noise_dropped_real_warnings_kept():
             logger.removeHandler(keep)
     assert keep.messages == ["There are modules in AutoencoderKL that should be kept in float32: ['norm']. Casting",
                              "something else"]
+
+
+def test_console_bar_per_job_counts_every_step():
+    import io
+
+    from webui.console import ConsoleProgress
+
+    out = io.StringIO()
+    progress = ConsoleProgress(stream=out)
+    for batch in range(2):
+        progress.begin_batch(batch, 2, 3)
+        for step in range(1, 4):
+            progress.step(step)
+    text = out.getvalue()
+    assert "Total progress" in text and "6/6" in text
+    assert progress.snapshot().sampling_step == 3  # the Progress the UI reads is unchanged

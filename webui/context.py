@@ -9,9 +9,11 @@ from pathlib import Path
 
 import torch
 
+from webui.console import ConsoleProgress
 from webui.devices import DevicePolicy
 from webui.generation.core import CoreContext, generate
 from webui.generation.outpaint import OutpaintJob, run_outpaint
+from webui.generation.progress import Progress
 from webui.generation.postprocess import run_extras
 from webui.generation.refiner import RefinerFeature
 from webui.generation.request import GenerationRequest
@@ -206,7 +208,9 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             return line
         raise ValueError(f"unknown job kind {job.kind!r}")
 
-    queue = JobQueue(run).start() if not scaled else None
+    # The server prints a progress bar per job in the console (A1111 does); library use stays silent.
+    make_progress = ConsoleProgress if load_in_background else Progress
+    queue = JobQueue(run, make_progress=make_progress).start() if not scaled else None
     startup_size = None
     if load_in_background:
         label, startup_size = _startup_guess(models, args.ckpt)
