@@ -50,3 +50,22 @@ def app_context(tiny_sd15, tiny_sdxl, tmp_path_factory):
                               "--ckpt", str(tiny_sd15.single_file)])
     yield ctx
     ctx.queue.stop()
+
+
+@pytest.fixture(scope="session")
+def train_folder(tmp_path_factory) -> Path:
+    """A tiny kohya dataset: ``3_shapes/`` with four 64x64 shape images, three captioned, one not."""
+    import random
+
+    from webui.training.shapes import canonical_caption, random_spec, render
+
+    root = tmp_path_factory.mktemp("train-data")
+    folder = root / "3_shapes"
+    folder.mkdir()
+    rng = random.Random(7)
+    for i in range(4):
+        spec = random_spec(rng)
+        render(spec).save(folder / f"img{i}.png")
+        if i < 3:
+            (folder / f"img{i}.txt").write_text(canonical_caption(spec.shape, spec.colour, spec.background) + ", shape")
+    return root

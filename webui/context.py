@@ -14,6 +14,7 @@ from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
 from webui.paths import Paths
 from webui.settings import Settings
+from webui.training.service import KINDS as TRAINING_KINDS, TrainingService
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -30,6 +31,7 @@ class AppContext:
     core: CoreContext
     queue: JobQueue
     status: str = ""  # the one-line model status shown in the UI header
+    training: TrainingService | None = None  # LoRA / embedding training jobs (webui/training/service.py)
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a txt2img request; every entry point goes through here."""
@@ -79,16 +81,19 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=styles, version=VERSION)
+    training = TrainingService(paths, core)
 
     def run(job: Job):
         if job.kind == "txt2img":
             return generate_with_checkpoint(job.payload, core, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             return models.select(job.payload)
+        if job.kind in TRAINING_KINDS:  # holds the active model for the whole run; later jobs wait
+            return training.run(job)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
     status = models.startup(args.ckpt)
     log.info(status)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, status=status)
+                      core=core, queue=queue, status=status, training=training)
