@@ -99,8 +99,18 @@ def _subfolders(root: Path) -> list[tuple[Path, int, str]]:
     return found
 
 
-def scan_folder(root: str | Path, caption_extension: str = ".txt") -> Dataset:
-    """Find the images and captions under ``root``; raise DatasetError when there is nothing to train on."""
+def filename_words(path: Path) -> str:
+    """A1111's caption for an image without a .txt: the file name's words, leading numbers dropped."""
+    stem = re.sub(r"^[\d\-_ ().]+", "", path.stem)
+    return " ".join(re.findall(r"[a-zA-Z]+", stem))
+
+
+def scan_folder(root: str | Path, caption_extension: str = ".txt", missing_caption: str = "folder") -> Dataset:
+    """Find the images and captions under ``root``; raise DatasetError when there is nothing to train on.
+
+    An image without a caption file gets its folder's class name (kohya, ``missing_caption="folder"``)
+    or the words of its file name (A1111's textual inversion, ``"filename"``).
+    """
     text = str(root).strip()
     if not text:
         raise DatasetError("no dataset folder given: enter the path of a folder of images with .txt captions")
@@ -136,12 +146,17 @@ def scan_folder(root: str | Path, caption_extension: str = ".txt") -> Dataset:
                 caption = None
             if caption is None:
                 uncaptioned[class_name] += 1
-            images.append(DatasetImage(path, caption if caption is not None else class_name, subset, repeats, size,
+            fallback = filename_words(path) if missing_caption == "filename" else class_name
+            images.append(DatasetImage(path, caption if caption is not None else fallback, subset, repeats, size,
                                        caption is not None))
     notes = []
     for name, count in uncaptioned.items():
-        notes.append(f"{count} image(s) have no {caption_extension} caption: using the folder name "
-                     f"{name!r} as their caption (as kohya does)")
+        if missing_caption == "filename":
+            notes.append(f"{count} image(s) have no {caption_extension} caption: using the words of their file "
+                         "names (as A1111 does)")
+        else:
+            notes.append(f"{count} image(s) have no {caption_extension} caption: using the folder name "
+                         f"{name!r} as their caption (as kohya does)")
     if unreadable:
         shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
         notes.append(f"skipped {len(unreadable)} file(s) that could not be read: {shown}")

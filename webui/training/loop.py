@@ -39,7 +39,8 @@ class LoopConfig:
     min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0: off
+    grad_clip_mode: str = "norm"  # "norm" (total norm) or "value" (each element; A1111's TI option)
     save_every: int = 500
     log_every: int = 20
     ema_max_decay: float | None = None  # None: no EMA
@@ -263,7 +264,9 @@ class TrainLoop:
             total += float(loss.detach())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-        if self.cfg.grad_clip:
+        if self.cfg.grad_clip and self.cfg.grad_clip_mode == "value":
+            torch.nn.utils.clip_grad_value_(self.params, self.cfg.grad_clip)
+        elif self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)

@@ -66,6 +66,47 @@ class TrainingService:
             self._runs[job.id] = state
         return Submitted(job, state, list(data.notes))
 
+    def create_embedding(self, name: str, init_text: str, n_vectors: int, overwrite: bool = False) -> Path:
+        """A1111's Create embedding, on the loaded model (no queue: it only reads the token table)."""
+        from webui.training.embedding import EmbeddingError, create_embedding
+
+        model = self.core.models.current()
+        if model is None:
+            raise EmbeddingError("no checkpoint is loaded: select one at the top of the page first")
+        return create_embedding(self.paths.embeddings_dir, name, init_text, n_vectors, model, overwrite)
+
+    def submit_embedding(self, raw: dict[str, Any], queue, source: str = "ui") -> Submitted:
+        """Check A1111-style embedding settings and the dataset, then queue a ``train-embedding`` job."""
+        from webui.training.embedding_run import EmbeddingSettings
+
+        settings = raw.validate() if isinstance(raw, EmbeddingSettings) else EmbeddingSettings.from_dict(raw)
+        output = self.paths.embeddings_dir / f"{settings.embedding_name}.pt"
+        if not output.exists():
+            raise SettingsError([("embedding_name", f"no embedding {output.name} in {self.paths.embeddings_dir}: "
+                                                    "create it first (Create embedding)")])
+        try:
+            data = ds.scan_folder(settings.data_root, missing_caption="filename")
+        except ds.DatasetError as exc:
+            raise SettingsError([("data_root", str(exc))]) from None
+        model = self.core.models.current()
+        if model is None:
+            raise SettingsError([("checkpoint", "no checkpoint is loaded: select one at the top of the page first")])
+        if model.arch == "sdxl":
+            raise SettingsError([("checkpoint", "textual inversion trains SD 1.x and 2.x checkpoints here, as in "
+                                                "A1111; load one of those to train an embedding")])
+        name = settings.embedding_name
+        if any(r.name == name and r.kind == "embedding" and r.state in ("queued", "preparing", "training")
+               for r in self.runs()):
+            raise SettingsError([("embedding_name", f"embedding {name!r} is already queued or training")])
+        notes = data.notes
+        state = RunState("embedding", name, run_dir_for(self.paths.data_dir, "embedding", name), output)
+        for note in notes:
+            state.note(note)
+        job = queue.submit((settings, state), kind="train-embedding", source=source)
+        with self._lock:
+            self._runs[job.id] = state
+        return Submitted(job, state, notes)
+
     def _check_target(self, name: str, output: Path, run_dir: Path, resume: bool, overwrite: bool, what: str) -> None:
         if any(r.name == name and r.kind == ("lora" if what == "LoRA" else "embedding")
                and r.state in ("queued", "preparing", "training") for r in self.runs()):
