@@ -123,6 +123,11 @@ class TrainingService:
         with self._lock:
             return list(self._runs.values())
 
+    def items(self) -> list[tuple[str, RunState]]:
+        """(job id, state) of every run, oldest first."""
+        with self._lock:
+            return list(self._runs.items())
+
     def state_of(self, job_id: str) -> RunState | None:
         with self._lock:
             return self._runs.get(job_id)

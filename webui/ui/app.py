@@ -10,6 +10,7 @@ from webui.jobs import JobFailed
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.settings_tab import build_settings
+from webui.ui.train import build_train
 from webui.ui.txt2img import build_txt2img
 
 STATIC = Path(__file__).with_name("static")
@@ -55,6 +56,8 @@ def build_ui(ctx) -> gr.Blocks:
                 txt2img = build_txt2img(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo(txt2img, tabs, "txt2img")
+            with gr.Tab("Train", id="train", elem_id="tab_train"):
+                build_train(ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
         # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).
