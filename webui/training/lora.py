@@ -166,6 +166,7 @@ class LoRANetwork(nn.Module):
         self.arch = arch
         self.unet_modules: list[str] = []
         self.text_modules: list[str] = []
+        self.paths: dict[str, str] = {}  # kohya name -> module path in its model (diffusers / transformers)
         modules: dict[str, LoRAModule] = {}
         if spec.unet and unet is not None:
             namer = unet_ldm_namer(unet) if arch == "sdxl" else (lambda path: path)
@@ -176,6 +177,7 @@ class LoRANetwork(nn.Module):
                 key = f"lora_unet_{_flat(namer(path))}"
                 modules[key] = LoRAModule(key, module, rank, alpha)
                 self.unet_modules.append(key)
+                self.paths[key] = path
         if spec.text_encoder:
             for index, encoder in enumerate(text_encoders):
                 prefix = text_encoder_prefix(arch, index)
@@ -183,6 +185,7 @@ class LoRANetwork(nn.Module):
                     key = text_encoder_key(prefix, path)
                     modules[key] = LoRAModule(key, module, spec.rank, spec.alpha)
                     self.text_modules.append(key)
+                    self.paths[key] = path
         if not modules:
             raise ValueError("nothing to train: no UNet or text-encoder layers were selected")
         self.adapters = nn.ModuleDict(modules)

@@ -189,10 +189,13 @@ def _adamw8bit_problem() -> str | None:
 
 
 def wait_text(queue, job) -> str:
-    """Why a queued job has not started: how many are ahead and what is running now."""
+    """Why a queued job has not started: how many jobs are ahead and what is running now
+    (a training run says which, at what step and how long it has left)."""
     position = queue.position(job)
-    current = queue.current()
-    if not position or current is None:
+    if not position:
         return ""
-    running = current.progress.snapshot().textinfo
-    return f"In queue: {position} job(s) ahead. Running now: {current.kind} ({running})"
+    current = queue.current()
+    text = f"In queue: {position} job(s) ahead"
+    if current is not None and current is not job:
+        text += f". Running now: {current.kind} ({current.progress.snapshot().textinfo})"
+    return text

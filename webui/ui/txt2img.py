@@ -11,6 +11,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.training.service import wait_text
 
 POLL_SECONDS = 0.25
 
@@ -128,7 +129,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         while not job.done:
             position = ctx.queue.position(job)
             if position:
-                yield f'<div class="progress-wrap">In queue: {position} job(s) ahead</div>', gr.update(), \
+                yield f'<div class="progress-wrap">{html.escape(wait_text(ctx.queue, job))}</div>', gr.update(), \
                     gr.update(), gr.update(), "", gr.update(), gr.update()
             else:
                 snap = job.progress.snapshot()
