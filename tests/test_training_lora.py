@@ -1,6 +1,7 @@
 """LoRA training on the tiny models: weights change, kohya names + metadata, save/reload, resume, bad input."""
 import json
 import re
+import time
 
 import pytest
 import torch
@@ -194,3 +195,24 @@ def test_submit_refuses_bad_folders_and_overwrites(app_context, train_folder, tm
     assert (ctx.paths.lora_dir / "taken.safetensors").read_bytes() == b"keep me"
     with pytest.raises(SettingsError, match="unknown setting"):
         service.submit_lora({"name": "x", "data_dir": str(train_folder), "network_dimm": 4}, ctx.queue)
+
+
+def test_generation_waits_for_training_and_says_why(app_context, train_folder):
+    from webui.generation.request import GenerationRequest
+    from webui.training.service import wait_text
+
+    ctx = app_context
+    submitted = ctx.training.submit_lora(settings(train_folder, "t-queue", max_train_steps=300, overwrite=True),
+                                         ctx.queue)
+    job = submitted.job
+    deadline = time.monotonic() + 120
+    while submitted.state.step < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    generation = ctx.submit_txt2img(GenerationRequest(prompt="a cube", steps=2, width=64, height=64,
+                                                      save_images=False))
+    text = wait_text(ctx.queue, generation)
+    assert text.startswith("In queue: 1 job(s) ahead. Running now: train-lora (Training LoRA t-queue: step ")
+    job.progress.interrupt()
+    assert job.wait(120).state == "interrupted"
+    assert len(generation.wait(120).images) == 1
+    assert wait_text(ctx.queue, generation) == ""
