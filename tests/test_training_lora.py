@@ -216,3 +216,22 @@ def test_generation_waits_for_training_and_says_why(app_context, train_folder):
     assert job.wait(120).state == "interrupted"
     assert len(generation.wait(120).images) == 1
     assert wait_text(ctx.queue, generation) == ""
+
+
+def test_sdxl_training_run_with_size_conditioning(tiny_sdxl, train_folder, tmp_path):
+    from types import SimpleNamespace
+
+    pipe = tiny_sdxl.load_pretrained()
+    info = SimpleNamespace(filename=tiny_sdxl.single_file, shorthash="abc", sha256="abc" * 4, model_name="tiny-sdxl")
+    model = SimpleNamespace(info=info, pipe=pipe, arch="sdxl", native_size=64, prediction_type="epsilon",
+                            scheduler_config=dict(pipe.scheduler.config))
+    s = settings(train_folder, "t-sdxl", max_train_steps=2, network_type="LoCon", rank=4, conv_rank=2)
+    state = RunState("lora", s.name, tmp_path, tmp_path / "lora" / "t-sdxl.safetensors")
+    LoraTrainer(s, model, tmp_path / "lora", tmp_path, state, Progress(), None).run()
+    assert state.state == "done" and len(state.losses) == 2
+    path = tmp_path / "lora" / "t-sdxl.safetensors"
+    weights = load_file(str(path))
+    assert any(k.startswith("lora_te1_") for k in weights) and any(k.startswith("lora_te2_") for k in weights)
+    assert read_metadata(path)["ss_base_model_version"] == "sdxl_base_v1-0"
+    pipe.load_lora_weights(str(path))  # diffusers' kohya loader takes the SDXL file (sgm UNet names)
+    assert pipe.get_active_adapters()
