@@ -26,16 +26,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from webui.allocator import configure_allocator  # noqa: E402
+
+configure_allocator()  # as app.py does, before torch and before any thread: training runs on the job worker
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from webui.context import context_from_flags  # noqa: E402
-from webui.generation.progress import Progress  # noqa: E402
 from webui.training.diffusion import noise_scheduler_for  # noqa: E402
 from webui.training.lora import LoRANetwork, NetworkSpec  # noqa: E402
-from webui.training.lora_run import LoraTrainer  # noqa: E402
-from webui.training.runs import RunState  # noqa: E402
 from webui.training.settings import LoraSettings  # noqa: E402
 from webui.training.shapes import random_spec, render  # noqa: E402
 
@@ -50,16 +51,15 @@ def make_dataset(folder: Path, size: int, count: int = 8) -> Path:
     return folder
 
 
-def ours(ctx, model, data: Path, args, block: int) -> list[float]:
-    """Per-step seconds of one block through the real trainer (loss.csv's sec_per_step, log_every=1)."""
+def ours(ctx, data: Path, args, block: int) -> list[float]:
+    """Per-step seconds of one block as the app runs it: a train-lora job on the queue's worker thread
+    (loss.csv's sec_per_step, log_every=1)."""
     s = LoraSettings(name=f"bench-{block}", data_dir=str(data), rank=args.rank, alpha=args.rank, unet_lr=1e-4,
                      text_encoder_lr=0, max_train_steps=args.steps, batch_size=args.batch, resolution=args.size,
                      cache_latents=False, min_snr_gamma=0, save_every_n_steps=0, sample_every_n_steps=0,
                      overwrite=True, seed=block).validate()
-    state = RunState("lora", s.name, ctx.paths.data_dir, ctx.paths.lora_dir / f"{s.name}.safetensors")
-    trainer = LoraTrainer(s, model, ctx.paths.lora_dir, ctx.paths.data_dir, state, Progress(), None)
-    trainer.run()
-    rows = (trainer.run_dir / "loss.csv").read_text().splitlines()[1:]
+    state = ctx.training.submit_lora(s, ctx.queue, source="bench").job.wait()
+    rows = (state.run_dir / "loss.csv").read_text().splitlines()[1:]
     return [float(r.split(",")[3]) for r in rows]
 
 
@@ -128,27 +128,28 @@ def main() -> None:
     data = make_dataset(Path(tempfile.mkdtemp(prefix="bench-data-")), args.size)
     ctx = context_from_flags(["--data-dir", str(work), "--ckpt-dir", str(args.ckpt.parent), "--ckpt", str(args.ckpt)])
     load = os.getloadavg()
-    with ctx.models.active() as model:
-        pipe = model.pipe
-        targets = list(LoRANetwork(NetworkSpec(rank=args.rank, text_encoder=False), model.arch, pipe.unet).paths.values())
-        results: dict[str, list[float]] = {"ours": [], "bare": []}
-        peaks: dict[str, list[float]] = {"ours": [], "bare": []}
-        for block in range(args.rounds):
-            for name in ("ours", "bare"):
-                if torch.cuda.is_available():
-                    torch.cuda.reset_peak_memory_stats()
-                times = ours(ctx, model, data, args, block) if name == "ours" else bare(model, data, args, targets, block)
-                results[name] += times[1:]
-                if torch.cuda.is_available():
-                    peaks[name].append(torch.cuda.max_memory_allocated() / 2**30)
-                print(f"[{name} block {block}] " + " ".join(f"{t:.2f}" for t in times), flush=True)
+    model = ctx.models.current()
+    # One loaded model for both sides: ours runs as a queue job (the worker thread), bare in this thread.
+    pipe = model.pipe
+    targets = list(LoRANetwork(NetworkSpec(rank=args.rank, text_encoder=False), model.arch, pipe.unet).paths.values())
+    results: dict[str, list[float]] = {"ours": [], "bare": []}
+    peaks: dict[str, list[float]] = {"ours": [], "bare": []}
+    for block in range(args.rounds):
+        for name in ("ours", "bare"):
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            times = ours(ctx, data, args, block) if name == "ours" else bare(model, data, args, targets, block)
+            results[name] += times[1:]
+            if torch.cuda.is_available():
+                peaks[name].append(torch.cuda.max_memory_allocated() / 2**30)
+            print(f"[{name} block {block}] " + " ".join(f"{t:.2f}" for t in times), flush=True)
     ctx.queue.stop()
     o, b = statistics.median(results["ours"]), statistics.median(results["bare"])
     print(f"model: {model.info.title} ({model.arch}), {args.size}x{args.size}, batch {args.batch}, rank {args.rank}, "
           f"{len(targets)} LoRA layers, device {ctx.policy.device}, threads {args.threads}, "
           f"load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, end {os.getloadavg()[0]:.1f}")
-    print(f"bare diffusers + peft: median {b:.3f} s/step over {len(results['bare'])} steps")
-    print(f"ours (LoraTrainer):    median {o:.3f} s/step over {len(results['ours'])} steps")
+    print(f"bare diffusers + peft:  median {b:.3f} s/step over {len(results['bare'])} steps")
+    print(f"ours (train-lora job): median {o:.3f} s/step over {len(results['ours'])} steps")
     if peaks["ours"]:
         print(f"peak CUDA memory: ours {max(peaks['ours']):.2f} GiB, bare {max(peaks['bare']):.2f} GiB")
     print(f"ratio ours/bare: {o / b:.3f}x")

@@ -32,6 +32,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from webui.allocator import configure_allocator  # noqa: E402
+
+configure_allocator()  # as app.py: the LoRA run is a job on the queue's worker thread
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
