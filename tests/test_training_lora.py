@@ -235,3 +235,21 @@ def test_sdxl_training_run_with_size_conditioning(tiny_sdxl, train_folder, tmp_p
     assert read_metadata(path)["ss_base_model_version"] == "sdxl_base_v1-0"
     pipe.load_lora_weights(str(path))  # diffusers' kohya loader takes the SDXL file (sgm UNet names)
     assert pipe.get_active_adapters()
+
+
+def test_training_submitted_during_a_generation_waits_and_says_why(app_context, train_folder):
+    from webui.generation.request import GenerationRequest
+    from webui.training.service import wait_text
+
+    ctx = app_context
+    generation = ctx.submit_txt2img(GenerationRequest(prompt="a cube", steps=150, width=64, height=64,
+                                                      save_images=False))
+    deadline = time.monotonic() + 60
+    while ctx.queue.current() is not generation and time.monotonic() < deadline:
+        time.sleep(0.05)
+    submitted = ctx.training.submit_lora(settings(train_folder, "t-behind", max_train_steps=1, overwrite=True),
+                                         ctx.queue)
+    assert submitted.state.state == "queued"
+    assert wait_text(ctx.queue, submitted.job).startswith("In queue: 1 job(s) ahead. Running now: txt2img")
+    generation.progress.interrupt()  # stops the generation early; the training then runs
+    assert submitted.job.wait(120).state == "done"
