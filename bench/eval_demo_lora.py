@@ -6,7 +6,7 @@ Through the real path (GenerationRequest -> queue -> core, the UI's default samp
 - new colours: pink and cyan x 3 shapes x the 9 backgrounds x 2 seeds = 108 prompts, with the
   LoRA and without it (the model alone must not already draw them);
 - known colours: the 7 demo colours x 3 shapes x 3 backgrounds x 1 seed = 63 prompts, LoRA on;
-- the (colour, background) pairs held out of the training folder are reported on their own.
+- ``--held-out colour:background,...`` reports pairs left out of a training folder on their own.
 
 Seeds are not training data and no training image is reused: every generated image is a new case.
 
@@ -31,7 +31,6 @@ from webui.training.shapes import (ALL_COLOURS, BACKGROUNDS, NEW_COLOURS, SHAPE_
                                    canonical_caption, classify)
 
 DEMO = ROOT / "models" / "Stable-diffusion" / "demo-shapes.safetensors"
-HELD_OUT = {("pink", "yellow"), ("cyan", "purple")}  # as tools/train_demo_lora.py
 
 
 def new_cases(seeds=(11, 12)) -> list[tuple[str, str, str, int]]:
@@ -115,6 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo-lora-eval")
     parser.add_argument("--quick", action="store_true", help="one seed, 3 backgrounds: a mid-training look")
+    parser.add_argument("--held-out", default="", help="colour:background pairs the training never saw")
     parser.add_argument("--via", choices=("tag", "attach"), default="tag",
                         help="tag: <lora:name:1> in the prompt (Networks code); attach: the trainer's network")
     args = parser.parse_args()
@@ -128,7 +128,8 @@ def main() -> None:
     without_rows, without_images = run(generate, new, False)
     known_rows, known_images = run(generate, known, True)
     ctx.queue.stop()
-    held = lambda r: (r["colour"], r["background"]) in HELD_OUT  # noqa: E731
+    held_out = {tuple(p.split(":")) for p in args.held_out.split(",") if ":" in p}
+    held = lambda r: (r["colour"], r["background"]) in held_out  # noqa: E731
     summary = {
         "lora": str(args.lora), "via": args.via, "sampler": args.sampler, "steps": args.steps, "seconds": round(time.time() - started),
         "new_with_lora": rate(with_rows), "new_without_lora": rate(without_rows), "known_with_lora": rate(known_rows),
@@ -144,7 +145,8 @@ def main() -> None:
     contact_sheet(without_images, without_rows).save(args.out / "without-lora.png")
     for key in ("new_with_lora", "new_without_lora", "known_with_lora", "held_out_pairs_with_lora"):
         value, n = summary[key]
-        print(f"{key}: {value * 100:.1f}% of {n}")
+        if n:
+            print(f"{key}: {value * 100:.1f}% of {n}")
     print(f"per colour with LoRA: {summary['per_colour_with_lora']}; shapes read right: "
           f"{summary['shape_with_lora'] * 100:.1f}%; {summary['seconds']} s; sheets in {args.out}")
 

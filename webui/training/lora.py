@@ -246,6 +246,7 @@ class LoRANetwork(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(self.kohya_state_dict(dtype), str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        os.chmod(tmp, 0o644)  # readable like any model file (the temporary file is created private)
         os.replace(tmp, path)
         return path
 

@@ -27,11 +27,12 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 SHAPE_COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "white")
 BACKGROUNDS: tuple[str, ...] = tuple(PALETTE)
-# Colours the demo model never saw, taught by the demo LoRA (tools/train_demo_lora.py). Chosen
-# where the demo VAE's decoder can draw them (measured by optimising latents) and far from PALETTE.
+# Colours the demo model never saw, taught by the demo LoRA (tools/train_demo_lora.py): a deep
+# pink and a dark cyan, chosen where the demo VAE's decoder can draw them on every background
+# (measured by optimising latents; lighter cyans came out blue on gray and green) and far from PALETTE.
 NEW_COLOURS: dict[str, tuple[int, int, int]] = {
-    "pink": (235, 125, 195),
-    "cyan": (35, 165, 185),
+    "pink": (215, 90, 160),
+    "cyan": (30, 150, 160),
 }
 ALL_COLOURS: dict[str, tuple[int, int, int]] = {**PALETTE, **NEW_COLOURS}
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
