@@ -7,12 +7,15 @@ Stages (each skipped when its output exists, unless --force):
      pink image to white latents, so no trainer could learn pink from pictures. Its decoder can
      draw pink and cyan (found by optimising latents), so the encoder alone is fine-tuned:
      decoder frozen, new-colour images reconstructed, old images held to their old latents.
-     Only ``first_stage_model.encoder.*`` / ``quant_conv.*`` change in the shipped checkpoint;
-     the UNet, text encoder and decoder stay byte-identical, so txt2img output does not change.
+     Only ``first_stage_model.encoder.*`` / ``quant_conv.*`` change, and only in a training copy
+     (``<out>/demo-shapes-widened.safetensors``): the bundled model is never written (other demo
+     assets and evals depend on its bytes). txt2img only uses the decoder, UNet and text encoder,
+     which the copy shares byte for byte with the bundled model, so the LoRA trained on the copy
+     loads on the bundled model unchanged.
   2. ``dataset``: a kohya folder (``<out>/dataset/<repeats>_<subset>/*.png + .txt``) written by
      the shapes generator: pink and cyan shapes, plus known colours so those stay intact.
      Every (colour, background) pair is drawn; the eval's images are new ones (other seeds).
-  3. ``train``: ``TrainingService.submit_lora`` on an ``AppContext`` with the demo model, i.e.
+  3. ``train``: ``TrainingService.submit_lora`` on an ``AppContext`` with the widened copy, i.e.
      the same queue job the Train tab and ``POST /sdapi/v1/train/lora`` start.
   4. ``ship``: copy ``<out>/data/models/Lora/demo-pink-cyan.safetensors`` to ``models/Lora/``.
 """
@@ -72,8 +75,17 @@ def _pixels(specs) -> torch.Tensor:
 
 # ------------------------------------------------------------------ stage 1
 
+def widened_path(args) -> Path:
+    """Where the training copy with the widened encoder lives (never under models/)."""
+    path = (Path(args.out) / "demo-shapes-widened.safetensors").resolve()
+    if (ROOT / "models").resolve() in path.parents:
+        raise SystemExit(f"--out must not be under models/: {path} would sit beside the bundled models")
+    return path
+
+
 def widen_encoder(args) -> dict:
-    """Fine-tune the demo VAE encoder for pink/cyan; write only its tensors back into the checkpoint."""
+    """Fine-tune the demo VAE encoder for pink/cyan; write a copy of the checkpoint with only the
+    encoder tensors replaced (the source checkpoint is read, never written)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -136,10 +148,11 @@ def widen_encoder(args) -> dict:
         tensors[key] = value.to(tensors[key].dtype).contiguous()
         changed += 1
     metadata["encoder_widened_for"] = "pink,cyan (tools/train_demo_lora.py)"
-    tmp = ckpt.with_name(f".{ckpt.name}.tmp")
+    target = widened_path(args)
+    tmp = target.with_name(f".{target.name}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, ckpt)
-    print(f"[encoder] replaced {changed} encoder tensors in {ckpt}", flush=True)
+    os.replace(tmp, target)
+    print(f"[encoder] {changed} encoder tensors replaced in the training copy {target} ({ckpt} untouched)", flush=True)
     return report
 
 
@@ -200,13 +213,13 @@ def write_dataset(args) -> Path:
 
 # ------------------------------------------------------------------ stage 3
 
-def train(args, dataset: Path) -> Path:
+def train(args, dataset: Path, checkpoint: Path) -> Path:
     """Run the LoRA job exactly as the Train tab does: through the service and the queue."""
     from webui.context import context_from_flags
     from webui.training.settings import LoraSettings
 
     data_dir = Path(args.out) / "data"
-    ctx = context_from_flags(["--data-dir", str(data_dir), "--ckpt", str(args.checkpoint)])
+    ctx = context_from_flags(["--data-dir", str(data_dir), "--ckpt", str(checkpoint)])
     settings = LoraSettings(
         name=NAME, data_dir=str(dataset), network_type="LoCon", rank=args.rank, alpha=args.rank,
         conv_rank=args.conv_rank, conv_alpha=args.conv_rank, unet_lr=args.unet_lr, text_encoder_lr=args.te_lr,
@@ -235,7 +248,7 @@ def train(args, dataset: Path) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="work-demo-lora")
-    p.add_argument("--checkpoint", default=str(DEMO), help="the demo checkpoint (its encoder is widened in place)")
+    p.add_argument("--checkpoint", default=str(DEMO), help="the demo checkpoint (read only; the widened encoder goes into a copy under --out)")
     p.add_argument("--ship-dir", default=str(ROOT / "models" / "Lora"))
     p.add_argument("--resume", action="store_true", help="continue the LoRA run from its last save")
     p.add_argument("--force", action="store_true", help="redo the encoder stage even if done")
@@ -264,16 +277,19 @@ def main(argv=None) -> None:
     started = time.time()
     from safetensors import safe_open
 
-    with safe_open(str(args.checkpoint), framework="pt") as f:
-        widened = "encoder_widened_for" in (f.metadata() or {})
+    copy_path = widened_path(args)
+    widened = False
+    if copy_path.exists():
+        with safe_open(str(copy_path), framework="pt") as f:
+            widened = "encoder_widened_for" in (f.metadata() or {})
     if not widened or args.force:
         widen_encoder(args)
     else:
-        print(f"[encoder] {args.checkpoint} already carries the widened encoder", flush=True)
+        print(f"[encoder] {copy_path} already carries the widened encoder", flush=True)
     dataset = write_dataset(args)
     if args.skip_train:
         return
-    trained = train(args, dataset)
+    trained = train(args, dataset, copy_path)
     ship = Path(args.ship_dir) / f"{NAME}.safetensors"
     ship.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(trained, ship)
