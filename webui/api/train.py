@@ -17,13 +17,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
-from webui.api.auth import basic_auth_guard
-from webui.api.errors import ApiError, route_class
+from webui.api.errors import ApiError
 from webui.jobs import JobFailed
 from webui.training.embedding import EmbeddingError
 from webui.training.settings import LoraSettings, SettingsError
 
-PREFIX = "/sdapi/v1"
 
 
 class CreateEmbeddingRequest(BaseModel):
@@ -67,9 +65,10 @@ def lora_settings_example() -> dict[str, Any]:
 
 def build_train_router(ctx) -> APIRouter:
     """The training routes for one AppContext."""
-    guard = basic_auth_guard(getattr(ctx.args, "api_auth", None))
-    router = APIRouter(prefix=PREFIX, route_class=route_class(guard), tags=["training"],
-                       responses={401: {"description": "credentials missing"}, 422: {"description": "bad settings"}})
+    from webui.api.routes import api_router  # routes imports this module
+
+    # Auth from every account flag, strict JSON bodies and the JSON error shape, as the other rooms.
+    router = api_router(ctx, tags=["training"])
     service = ctx.training
 
     @router.post("/create/embedding", response_model=InfoResponse)

@@ -15,7 +15,8 @@ is encoded. A feature may:
   ``p.pipeline_kwargs``: extra keyword arguments for the pipeline call (control images, scales);
 - ``p.on_image(fn)``: post-process each decoded image before the overlay and saving;
 - ``p.extra_infotext[key] = value``: infotext keys (A1111's ``extra_generation_params``);
-- ``p.comments``: notes shown to the user with the result.
+- ``p.comments``: notes shown to the user with the result;
+- ``p.embeddings``: the textual-inversion embeddings ``encode_prompts`` splices in (networks).
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class Processing:
     extra_components: dict[str, Any] = field(default_factory=dict)
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
+    embeddings: Any = None  # textual-inversion lookup for encode_prompts (set by the networks feature)
     _steps: list[_Registered] = field(default_factory=list)
     _image_hooks: list[ImageHook] = field(default_factory=list)
 

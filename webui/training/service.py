@@ -34,9 +34,10 @@ class Submitted:
 class TrainingService:
     """Owns the live ``RunState`` of every training job of one app (no module state)."""
 
-    def __init__(self, paths, core):
+    def __init__(self, paths, core, networks=None):
         self.paths = paths
         self.core = core
+        self.networks = networks  # NetworkManager: LoRAs patched in by earlier jobs, and the file lists
         self._runs: dict[str, RunState] = {}
         self._lock = threading.Lock()
 
@@ -142,6 +143,10 @@ class TrainingService:
                 state.state = "interrupted"
                 return state
             with self.core.models.active() as model:
+                if self.networks is not None:
+                    # A1111's design keeps a job's LoRAs patched into the weights afterwards; training
+                    # on those would bake them into the base the new file is made against.
+                    self.networks.restore(model.pipe)
                 if job.kind == "train-lora":
                     LoraTrainer(settings, model, self.paths.lora_dir, self.paths.data_dir, state, job.progress,
                                 self.sample_maker()).run()
@@ -156,6 +161,9 @@ class TrainingService:
         except Exception as exc:
             state.state, state.error = "failed", f"{type(exc).__name__}: {exc}"
             raise
+        finally:
+            if self.networks is not None:
+                self.networks.refresh()  # the new file shows up in the extra-networks cards and <lora:> tags
 
     def sample_maker(self):
         """Sample images through the generation core (the one pipeline call), with whatever is patched in."""
