@@ -158,7 +158,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=styles, version=VERSION, upscalers=upscalers,
                        features=[NetworksFeature(networks), RefinerFeature(models, settings)])
-    training = TrainingService(paths, core, networks)
+    training = TrainingService(paths, core, networks, loading=lambda: bool(contexts) and contexts[0].loading)
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job

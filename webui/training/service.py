@@ -30,14 +30,18 @@ class Submitted:
     state: RunState
     notes: list[str]
 
+SDXL_EMBEDDING = ("textual inversion trains SD 1.x and 2.x checkpoints here, as in A1111; load one of those to "
+                  "train an embedding")
+
 
 class TrainingService:
     """Owns the live ``RunState`` of every training job of one app (no module state)."""
 
-    def __init__(self, paths, core, networks=None):
+    def __init__(self, paths, core, networks=None, loading=None):
         self.paths = paths
         self.core = core
         self.networks = networks  # NetworkManager: LoRAs patched in by earlier jobs, and the file lists
+        self.loading = loading or (lambda: False)  # True while the startup checkpoint loads as a queued job
         self._runs: dict[str, RunState] = {}
         self._lock = threading.Lock()
 
@@ -57,8 +61,7 @@ class TrainingService:
             problem = _adamw8bit_problem()
             if problem:
                 raise SettingsError([("optimizer", problem)])
-        if self.core.models.current() is None:
-            raise SettingsError([("checkpoint", "no checkpoint is loaded: select one at the top of the page first")])
+        self._loaded_model()
         state = RunState("lora", settings.name, run_dir, output)
         for note in data.notes:
             state.note(note)
@@ -89,12 +92,9 @@ class TrainingService:
             data = ds.scan_folder(settings.data_root, missing_caption="filename")
         except ds.DatasetError as exc:
             raise SettingsError([("data_root", str(exc))]) from None
-        model = self.core.models.current()
-        if model is None:
-            raise SettingsError([("checkpoint", "no checkpoint is loaded: select one at the top of the page first")])
-        if model.arch == "sdxl":
-            raise SettingsError([("checkpoint", "textual inversion trains SD 1.x and 2.x checkpoints here, as in "
-                                                "A1111; load one of those to train an embedding")])
+        model = self._loaded_model()
+        if model is not None and model.arch == "sdxl":  # None: the startup load is queued ahead; run() checks
+            raise SettingsError([("checkpoint", SDXL_EMBEDDING)])
         name = settings.embedding_name
         if any(r.name == name and r.kind == "embedding" and r.state in ("queued", "preparing", "training")
                for r in self.runs()):
@@ -107,6 +107,14 @@ class TrainingService:
         with self._lock:
             self._runs[job.id] = state
         return Submitted(job, state, notes)
+
+    def _loaded_model(self):
+        """The loaded model; None while the startup checkpoint is still loading (the run queues behind
+        that load). Refuses when nothing is loaded or on its way."""
+        model = self.core.models.current()
+        if model is None and not self.loading():
+            raise SettingsError([("checkpoint", "no checkpoint is loaded: select one at the top of the page first")])
+        return model
 
     def _check_target(self, name: str, output: Path, run_dir: Path, resume: bool, overwrite: bool, what: str) -> None:
         if any(r.name == name and r.kind == ("lora" if what == "LoRA" else "embedding")
@@ -152,6 +160,9 @@ class TrainingService:
                                 self.sample_maker()).run()
                 else:
                     from webui.training.embedding_run import EmbeddingTrainer
+
+                    if model.arch == "sdxl":
+                        raise SettingsError([("checkpoint", SDXL_EMBEDDING)])
 
                     EmbeddingTrainer(settings, model, self.paths, state, job.progress, self.sample_maker()).run()
             return state
