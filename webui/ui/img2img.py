@@ -13,6 +13,7 @@ from webui.generation.request import GenerationRequest
 from webui.ui.extra_networks import build_extra_networks
 from webui.generation.soft_inpaint import LIMITS, SoftInpainting
 from webui.ui import img2img_inputs as inputs
+from webui.ui.read_params import wire_read_params
 from webui.ui.shared_controls import (
     OutputPanel,
     PromptRow,
@@ -227,4 +228,5 @@ def build_img2img(ctx) -> Img2ImgTab:
         return [request.validate()]
 
     wire_common(ctx, TAB, row, controls, output, make_requests, common + extra)
+    wire_read_params(row.read_params, row.prompt, tab.paste_targets())
     return tab

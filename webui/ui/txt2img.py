@@ -8,6 +8,7 @@ import gradio as gr
 from webui.generation.request import GenerationRequest
 from webui.ui.extra_networks import build_extra_networks
 from webui.ui.hires_controls import HiresControls, build_hires, wire_hires
+from webui.ui.read_params import wire_read_params
 from webui.ui.shared_controls import (
     OutputPanel,
     PromptRow,
@@ -89,4 +90,5 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         return [GenerationRequest.from_dict(dict(zip(names, values)))[0].validate()]
 
     wire_common(ctx, TAB, row, controls, output, make_requests, list(tab.field_map().values()))
+    wire_read_params(row.read_params, row.prompt, tab.field_map())
     return tab
