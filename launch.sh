@@ -2,7 +2,8 @@
 # Fresh clone to running UI: make .venv, install pinned requirements when they changed, start app.py.
 #   ./launch.sh [app flags]   set up and start the UI (flags go to app.py; see --help)
 #   ./launch.sh --exit        set up and exit
-#   ./launch.sh --test        set up, install test requirements and run the whole test suite
+#   ./launch.sh --test        set up, install test (and scale-out) requirements and run the whole test suite
+#   ./launch.sh --ray-...     any --ray-* flag first installs requirements-scale.txt (Ray Serve)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -27,6 +28,7 @@ fi
 PYBIN="$VENV/bin/python"
 
 # Install a requirements file only when its content changed since the last successful install.
+# Extra arguments go to pip.
 install_if_changed() {
   local file="$1" stamp hash
   shift
@@ -37,6 +39,18 @@ install_if_changed() {
   "$PYBIN" -m pip install --disable-pip-version-check -q "$@" -r "$file"
   rm -f "$VENV"/.installed-"$(basename "$file")"-*
   touch "$stamp"
+}
+
+# Scale-out (Ray Serve) is optional: installed only when a --ray-* flag is given, and by --test,
+# whose scale-out tests start a local Ray cluster (CI runs them; a missing Ray fails them loudly).
+# requirements.txt is a constraints file here, so Ray can never move torch, numpy, pydantic or gradio.
+install_scale() {
+  local constraints="$VENV/.constraints-requirements.txt"
+  # pip refuses extras in constraints; the pins stay. Written aside and renamed: another launch.sh
+  # running at the same time never reads a half-written file.
+  sed 's/\[[^]]*\]//' requirements.txt > "$constraints.$$"
+  mv -f "$constraints.$$" "$constraints"
+  install_if_changed requirements-scale.txt -c "$constraints"
 }
 
 # xformers is optional: only with an NVIDIA GPU and only in a build made for the installed torch.
@@ -65,9 +79,14 @@ maybe_xformers
 if [ "${1:-}" = "--test" ]; then
   shift
   install_if_changed requirements-test.txt
+  install_scale
   set +e
   "$PYBIN" -m pytest tests "$@"
   exit $?
 fi
+
+for arg in "$@"; do
+  case "$arg" in --ray-*) install_scale; break ;; esac
+done
 
 exec "$PYBIN" app.py "$@"

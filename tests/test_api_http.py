@@ -173,7 +173,7 @@ def test_four_clients_forty_jobs_all_served_in_arrival_order(server, http):
     ("post", "/sdapi/v1/txt2img", {"json": {"steps": "twenty"}}, 422, "steps", "valid integer"),
     ("post", "/sdapi/v1/txt2img", {"json": {"steps": 500}}, 422, "steps", "from 1 to 150"),
     ("post", "/sdapi/v1/txt2img", {"json": {"sampler_name": "Euler z"}}, 422, "sampler_name", "Unknown sampler"),
-    ("post", "/sdapi/v1/txt2img", {"json": {"enable_hr": True}}, 422, "enable_hr", "not implemented"),
+    ("post", "/sdapi/v1/txt2img", {"json": {"enable_hr": True, "hr_scale": 99}}, 422, "hr_scale", "from 0 to 8"),
     ("post", "/sdapi/v1/options", {"json": {"sd_model_checkpoint": "nope.safetensors"}}, 422,
      "sd_model_checkpoint", "no checkpoint matches"),
     ("post", "/sdapi/v1/options", {"json": {"not_a_setting": True}}, 400, "not_a_setting", "unknown setting"),

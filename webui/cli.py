@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     safety.add_argument("--disable-safe-unpickle", action="store_true",
                         help="allow .ckpt/.pt files whose pickle runs arbitrary code (dangerous)")
 
+    scale = p.add_argument_group("scale-out (Ray Serve; installs requirements-scale.txt on first use)")
+    scale.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="run jobs on the Ray cluster at ADDRESS (host:6379, or auto for the one this machine "
+                            "joined); without --ray-replicas/--ray-max-replicas, attach to the sd-webui Serve app "
+                            "already deployed there (KubeRay RayService)")
+    scale.add_argument("--ray-replicas", type=int, default=None, metavar="N",
+                       help="run N generation replicas (one GPU each; CPUs on a CPU-only cluster); without "
+                            "--ray-address, Ray starts inside this process on this machine")
+    scale.add_argument("--ray-min-replicas", type=int, default=None, metavar="N",
+                       help="autoscaling: keep at least N replicas (0 lets the cluster scale to zero; default 1)")
+    scale.add_argument("--ray-max-replicas", type=int, default=None, metavar="N",
+                       help="autoscaling: start at most N replicas while jobs wait")
+    scale.add_argument("--ray-cpus-per-replica", type=float, default=None, metavar="N",
+                       help="CPUs each replica reserves (its torch threads on a CPU-only cluster; default 1)")
+
     add_hardening_flags(p)
     p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")
     return p
@@ -114,5 +129,12 @@ def add_hardening_flags(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse flags; unknown flags fail with argparse's message and exit code 2."""
-    return build_parser().parse_args(argv)
+    """Parse flags; unknown flags (and --ray-* flags that contradict each other) exit with code 2."""
+    from webui.scale.options import check_flags, missing_ray
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = check_flags(args) or missing_ray(args)
+    if problem:
+        parser.error(problem)
+    return args

@@ -23,6 +23,7 @@ from webui.models.networks.feature import NetworksFeature
 from webui.models.networks.manager import NetworkManager
 from webui.models.upscalers import UpscalerManager
 from webui.paths import Paths
+from webui.scale.options import scale_requested
 from webui.security.policy import SecurityPolicy
 from webui.settings import Settings
 from webui.training.service import KINDS as TRAINING_KINDS, TrainingService
@@ -53,6 +54,17 @@ class AppContext:
     def loading(self) -> bool:
         """True while the startup checkpoint is still loading (the header says so)."""
         return self.startup_job is not None and not self.startup_job.done
+
+    def wait_for_startup(self, timeout: float = 600.0) -> None:
+        """Block until the startup checkpoint's load has ended, for answers that depend on the loaded
+        model (A1111 serves its API only after the load); returns at once otherwise, even if it failed."""
+        job = self.startup_job
+        if job is None or job.done:
+            return
+        try:
+            job.wait(timeout)
+        except Exception:  # noqa: BLE001 - a failed load is reported in the header; the caller answers without a model
+            pass
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a generation request (any mode); every entry point goes through here."""
@@ -140,6 +152,21 @@ def _startup_guess(models: ModelManager, ckpt) -> tuple[str, int | None]:
         return label, None
 
 
+def build_core(args: argparse.Namespace, paths: Paths, policy: DevicePolicy,
+               settings: Settings) -> tuple[CoreContext, NetworkManager]:
+    """The model manager, networks, upscalers and generation core for one device: the front's, and
+    each scale-out replica's (webui/scale/replica.py), so a feature wired in here runs the same on both."""
+    models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
+    networks = NetworkManager.from_paths(paths, settings, args)
+    upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
+                                half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
+                                extra_dirs=dict(paths.upscaler_dirs))
+    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
+                       styles=StyleStore(paths.styles_file), version=VERSION, upscalers=upscalers,
+                       features=[NetworksFeature(networks), RefinerFeature(models, settings)])
+    return core, networks
+
+
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings,
                   load_in_background: bool = False) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model.
@@ -149,15 +176,13 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     answers while the weights load.
     """
     contexts: list[AppContext] = []
-    models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
-    styles = StyleStore(paths.styles_file)
-    networks = NetworkManager.from_paths(paths, settings, args)
-    upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
-                                half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
-                                extra_dirs=dict(paths.upscaler_dirs))
-    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION, upscalers=upscalers,
-                       features=[NetworksFeature(networks), RefinerFeature(models, settings)])
+    scaled = scale_requested(args)  # --ray-*: generations run on Ray Serve replicas (webui/scale/)
+    if scaled:
+        from webui.scale.front import front_policy
+
+        policy = front_policy(args)
+    core, networks = build_core(args, paths, policy, settings)
+    models, styles, upscalers = core.models, core.styles, core.upscalers
     training = TrainingService(paths, core, networks, loading=lambda: bool(contexts) and contexts[0].loading)
 
     def run(job: Job):
@@ -186,7 +211,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             return training.run(job)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
-    queue = JobQueue(run).start()
+    queue = JobQueue(run).start() if not scaled else None
     startup_size = None
     if load_in_background:
         label, startup_size = _startup_guess(models, args.ckpt)
@@ -194,6 +219,10 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     else:
         status = models.startup(args.ckpt)
         log.info(status)
+    if scaled:  # after a foreground startup, so replicas preload the front's checkpoint
+        from webui.scale.front import scaled_queue
+
+        queue = scaled_queue(args, paths, settings, models, styles, core, run)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                      core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
                      security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks,

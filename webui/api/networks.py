@@ -37,6 +37,7 @@ async def apply_vae_option(ctx, value: str) -> None:
 
 def _embeddings(ctx) -> dict[str, Any]:
     networks = ctx.networks
+    ctx.wait_for_startup()  # which embeddings load depends on the model (A1111 answers after its load)
     model = ctx.models.current()
     if model is None:
         loaded, skipped = {}, {e.name: e for e in networks.embeddings.all()}

@@ -224,9 +224,12 @@ def build_router(ctx) -> APIRouter:
     add_img2img_route(router, ctx, decode_image=decode_image, wait_for=wait_for, swap_checkpoint=swap_checkpoint)
 
     @router.get("/progress", response_model=m.ProgressResponse)
-    def progress(skip_current_image: bool = Query(False)):
-        """The running job's progress, whoever submitted it; zeros when idle."""
-        job = ctx.queue.current()
+    def progress(skip_current_image: bool = Query(False),
+                 job_id: str | None = Query(None, description="a job id (X-Job-Id); default: the current job")):
+        """The running job's progress, whoever submitted it (or the job asked for); zeros when idle."""
+        job = ctx.queue.get(job_id) if job_id else ctx.queue.current()
+        if job_id and job is None:
+            raise ApiError.field(404, "job_id", f"no job {job_id!r} (finished jobs are kept for a while only)")
         pending = ctx.queue.pending()
         if job is None:
             return m.ProgressResponse(progress=0, eta_relative=0, state=m.ProgressState(queue_pending=pending))
@@ -244,15 +247,15 @@ def build_router(ctx) -> APIRouter:
                                   current_image=image, textinfo=snap.textinfo)
 
     @router.post("/interrupt")
-    def interrupt():
+    def interrupt(job_id: str | None = Query(None, description="a job id; default: the current job")):
         """Stop the running job after its current step; it returns the images made so far."""
-        ctx.queue.interrupt()
+        ctx.queue.interrupt(job_id)
         return {}
 
     @router.post("/skip")
-    def skip():
+    def skip(job_id: str | None = Query(None, description="a job id; default: the current job")):
         """Drop the running job's current batch and go on with the next."""
-        ctx.queue.skip()
+        ctx.queue.skip(job_id)
         return {}
 
     @router.get("/queue", response_model=m.QueueResponse)
