@@ -64,3 +64,22 @@ def tiny_sd15_inpaint(kit_dir) -> TinyModel:
     Kept in its own folder: tests that scan the tiny_sd15 checkpoint folder must not find it.
     """
     return build_tiny("sd15-inpaint", kit_dir / "inpaint")
+
+
+@pytest.fixture(scope="session")
+def train_folder(tmp_path_factory) -> Path:
+    """A tiny kohya dataset: ``3_shapes/`` with four 64x64 shape images, three captioned, one not."""
+    import random
+
+    from webui.training.shapes import canonical_caption, random_spec, render
+
+    root = tmp_path_factory.mktemp("train-data")
+    folder = root / "3_shapes"
+    folder.mkdir()
+    rng = random.Random(7)
+    for i in range(4):
+        spec = random_spec(rng)
+        render(spec).save(folder / f"img{i}.png")
+        if i < 3:
+            (folder / f"img{i}.txt").write_text(canonical_caption(spec.shape, spec.colour, spec.background) + ", shape")
+    return root

@@ -28,6 +28,7 @@ from webui.paths import Paths
 from webui.scale.options import scale_requested
 from webui.security.policy import SecurityPolicy
 from webui.settings import Settings
+from webui.training.service import KINDS as TRAINING_KINDS, TrainingService
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -49,6 +50,7 @@ class AppContext:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
     networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
     startup_size: int | None = None  # that checkpoint's native size, read from its header while it loads
+    training: TrainingService | None = None  # LoRA / embedding training jobs (webui/training/service.py)
 
     @property
     def loading(self) -> bool:
@@ -183,6 +185,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         policy = front_policy(args)
     core, networks = build_core(args, paths, policy, settings)
     models, styles, upscalers = core.models, core.styles, core.upscalers
+    training = TrainingService(paths, core, networks, loading=lambda: bool(contexts) and contexts[0].loading)
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job
@@ -206,6 +209,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             log.info(line)
             contexts[0].status = line
             return line
+        if job.kind in TRAINING_KINDS:  # holds the active model for the whole run; later jobs wait
+            return training.run(job)
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     # The server prints a progress bar per job in the console (A1111 does); library use stays silent.
@@ -224,7 +229,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         queue = scaled_queue(args, paths, settings, models, styles, core, run)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                      core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
-                     security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks)
+                     security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks,
+                     training=training)
     contexts.append(ctx)
     if load_in_background:
         ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")

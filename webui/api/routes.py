@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.train import build_train_router
 from webui.api.networks import apply_vae_option, build_networks_router
 from webui.api.extras import build_extras_router
 from webui.api.img2img import add_img2img_route
@@ -379,6 +380,7 @@ def api_routers(ctx) -> list[APIRouter]:
     return [
         build_router(ctx),
         build_networks_router(ctx),
+        build_train_router(ctx),
     ]
 
 

@@ -5,6 +5,13 @@ What is trained and how a loss is computed stays with the caller (a
 ``step_fn``), so the demo model, LoRA and textual-inversion trainers can all
 share this loop. Data must be a pure function of the step number for a resumed
 run to repeat exactly what an uninterrupted run would have done.
+
+Optional pieces the LoRA / embedding trainers use (all off by default, so the
+demo recipe is unchanged): parameter groups with their own learning rates, any
+LR multiplier function, gradient accumulation (``step_fn(step, micro)``), a
+``GradScaler`` for fp16, an optimizer factory (8-bit AdamW), a per-step
+callback and a stop flag. A stopped run saves its state, so ``--resume`` (or the
+Train tab's Resume) continues the same loss curve.
 """
 
 from __future__ import annotations
@@ -32,11 +39,14 @@ class LoopConfig:
     min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0: off
+    grad_clip_mode: str = "norm"  # "norm" (total norm) or "value" (each element; A1111's TI option)
     save_every: int = 500
     log_every: int = 20
     ema_max_decay: float | None = None  # None: no EMA
     extra: dict = field(default_factory=dict)  # caller metadata stored in checkpoints
+    grad_accum: int = 1  # micro-batches per optimiser step
+    lr_lambda: Callable[[int], float] | None = None  # LR multiplier per step; None: warmup_cosine
 
 
 class EMA:
@@ -95,26 +105,44 @@ class TrainLoop:
     """Runs ``step_fn(step) -> loss`` for ``cfg.max_steps`` optimiser steps.
 
     ``modules`` are saved in and restored from checkpoints by name; only
-    ``params`` are optimised. ``on_checkpoint(loop, step)`` runs after each
-    checkpoint and at the end (e.g. to export weights in another format).
+    ``params`` are optimised (a list of tensors, or torch parameter groups
+    ``[{"params": [...], "lr": x}, ...]``). ``on_checkpoint(loop, step)`` runs
+    after each checkpoint and at the end (e.g. to export weights in another
+    format). With ``cfg.grad_accum > 1`` the step function is called as
+    ``step_fn(step, micro)``. ``on_step(loop, step, loss)`` runs after every
+    optimiser step; when ``should_stop()`` turns true the loop saves and ends.
     """
 
     def __init__(
         self,
         cfg: LoopConfig,
         modules: dict[str, torch.nn.Module],
-        params: list[torch.nn.Parameter],
-        step_fn: Callable[[int], torch.Tensor],
+        params: list,
+        step_fn: Callable[..., torch.Tensor],
         on_checkpoint: Callable[["TrainLoop", int], None] | None = None,
+        *,
+        make_optimizer: Callable[[list], torch.optim.Optimizer] | None = None,
+        scaler: "torch.amp.GradScaler | None" = None,
+        on_step: Callable[["TrainLoop", int, float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ):
         self.cfg = cfg
         self.modules = modules
-        self.params = params
+        groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
+        self.params = [p for g in groups for p in g["params"]]
         self.step_fn = step_fn
         self.on_checkpoint = on_checkpoint
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: warmup_cosine(s, cfg))
-        self.ema = EMA(params, cfg.ema_max_decay) if cfg.ema_max_decay else None
+        self.on_step = on_step
+        self.should_stop = should_stop or (lambda: False)
+        self.scaler = scaler
+        if make_optimizer is not None:
+            self.optimizer = make_optimizer(groups)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        lr_lambda = cfg.lr_lambda or (lambda s: warmup_cosine(s, cfg))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
+        self.ema = EMA(self.params, cfg.ema_max_decay) if cfg.ema_max_decay else None
+        self.stopped = False  # True when should_stop() ended the run early
         self.step = 0
         self.out_dir = Path(cfg.out_dir)
         self.state_path = self.out_dir / "state.pt"
@@ -131,6 +159,7 @@ class TrainLoop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "extra": self.cfg.extra,
         }
         tmp = self.state_path.with_suffix(".tmp")
@@ -150,6 +179,8 @@ class TrainLoop:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         return True
 
@@ -193,17 +224,14 @@ class TrainLoop:
         bar = tqdm(total=self.cfg.max_steps, initial=self.step, desc=desc, mininterval=5, dynamic_ncols=True)
         running, n, t0 = 0.0, 0, time.perf_counter()
         while self.step < self.cfg.max_steps:
-            loss = self.step_fn(self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
+            if self.should_stop():
+                self.stopped = True
+                break
+            step_loss = self._optimizer_step()
             if self.ema:
                 self.ema.update(self.step)
             self.step += 1
-            running += float(loss.detach())
+            running += step_loss
             n += 1
             bar.update(1)
             if self.step % self.cfg.log_every == 0 or self.step == self.cfg.max_steps:
@@ -214,7 +242,36 @@ class TrainLoop:
                 running, n, t0 = 0.0, 0, time.perf_counter()
             if self.step % self.cfg.save_every == 0 and self.step < self.cfg.max_steps:
                 self.save()
+            if self.on_step:
+                self.on_step(self, self.step, step_loss)
+        if n:  # stopped between log rows: keep the steps it did run
+            lr = self.scheduler.get_last_lr()[0]
+            self._log(f"{self.step},{running / n:.5f},{lr:.6g},{(time.perf_counter() - t0) / n:.3f}")
         bar.close()
         self.save()
         for m in self.modules.values():
             m.eval()
+
+    def _optimizer_step(self) -> float:
+        """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss."""
+        accum = max(1, self.cfg.grad_accum)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(accum):
+            loss = self.step_fn(self.step, micro) if accum > 1 else self.step_fn(self.step)
+            scaled = loss / accum
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            total += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        if self.cfg.grad_clip and self.cfg.grad_clip_mode == "value":
+            torch.nn.utils.clip_grad_value_(self.params, self.cfg.grad_clip)
+        elif self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return total / accum

@@ -27,6 +27,14 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 SHAPE_COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "white")
 BACKGROUNDS: tuple[str, ...] = tuple(PALETTE)
+# Colours the demo model never saw, taught by the demo LoRA (tools/train_demo_lora.py): a deep
+# pink and a dark cyan, chosen where the demo VAE's decoder can draw them on every background
+# (measured by optimising latents; lighter cyans came out blue on gray and green) and far from PALETTE.
+NEW_COLOURS: dict[str, tuple[int, int, int]] = {
+    "pink": (215, 90, 160),
+    "cyan": (30, 150, 160),
+}
+ALL_COLOURS: dict[str, tuple[int, int, int]] = {**PALETTE, **NEW_COLOURS}
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
 SIZE = 64
@@ -70,12 +78,12 @@ def random_spec(rng: random.Random) -> ShapeSpec:
 def render(spec: ShapeSpec) -> Image.Image:
     """Render a spec to a 64x64 RGB image."""
     s = SUPERSAMPLE
-    img = Image.new("RGB", (SIZE * s, SIZE * s), PALETTE[spec.background])
+    img = Image.new("RGB", (SIZE * s, SIZE * s), ALL_COLOURS[spec.background])
     draw = ImageDraw.Draw(img)
     half = spec.size / 2
     x0, y0 = (spec.cx - half) * s, (spec.cy - half) * s
     x1, y1 = (spec.cx + half) * s, (spec.cy + half) * s
-    fill = PALETTE[spec.colour]
+    fill = ALL_COLOURS[spec.colour]
     if spec.shape == "circle":
         draw.ellipse([x0, y0, x1, y1], fill=fill)
     elif spec.shape == "square":
@@ -130,8 +138,12 @@ def make_batch(seed: int, batch_size: int) -> tuple[np.ndarray, list[str], list[
 
 # ---------------------------------------------------------------- classifier
 
-_NAMES = list(PALETTE)
-_COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.float32)
+def _table(palette: dict[str, tuple[int, int, int]]) -> tuple[list[str], np.ndarray]:
+    names = list(palette)
+    return names, np.array([palette[n] for n in names], dtype=np.float32)
+
+
+_NAMES, _COLOURS = _table(PALETTE)
 
 
 @dataclass(frozen=True)
@@ -144,12 +156,12 @@ class Reading:
     fill_ratio: float
 
 
-def _nearest(rgb: np.ndarray) -> np.ndarray:
-    d = ((rgb[..., None, :] - _COLOURS) ** 2).sum(-1)
+def _nearest(rgb: np.ndarray, colours: np.ndarray = _COLOURS) -> np.ndarray:
+    d = ((rgb[..., None, :] - colours) ** 2).sum(-1)
     return d.argmin(-1)
 
 
-def classify(image: Image.Image) -> Reading:
+def classify(image: Image.Image, palette: dict[str, tuple[int, int, int]] | None = None) -> Reading:
     """Read the shape colour, shape and background of an image by pixel analysis.
 
     Background: the most common palette colour on the border. Shape colour:
@@ -159,23 +171,27 @@ def classify(image: Image.Image) -> Reading:
     two measures held up better than the plain fill ratio on the rounded,
     slightly blurred shapes an autoencoder gives back (measured on 256
     reconstructions: triangle taper <= 0.51, circle/square >= 0.82).
+
+    ``palette`` defaults to the demo model's nine colours; pass ``ALL_COLOURS`` to also
+    read pink and cyan (the demo LoRA's eval).
     """
+    names, colours = (_NAMES, _COLOURS) if palette is None else _table(palette)
     rgb = np.asarray(image.convert("RGB").resize((SIZE, SIZE)), dtype=np.float32)
-    labels = _nearest(rgb)
+    labels = _nearest(rgb, colours)
     border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    bg = int(np.bincount(border, minlength=len(_NAMES)).argmax())
-    counts = np.bincount(labels.ravel(), minlength=len(_NAMES))
+    bg = int(np.bincount(border, minlength=len(names)).argmax())
+    counts = np.bincount(labels.ravel(), minlength=len(names))
     counts[bg] = 0
     fg = int(counts.argmax())
     if counts[fg] < 12:  # a few stray pixels are not a shape
-        return Reading(None, None, _NAMES[bg], 0.0)
+        return Reading(None, None, names[bg], 0.0)
     mask = labels == fg
     # Keep rows/columns that hold a real part of the shape, so isolated
     # specks of the same colour do not stretch the bounding box.
     rows = np.where(mask.sum(1) >= 2)[0]
     cols = np.where(mask.sum(0) >= 2)[0]
     if len(rows) < 3 or len(cols) < 3:
-        return Reading(_NAMES[fg], None, _NAMES[bg], 0.0)
+        return Reading(names[fg], None, names[bg], 0.0)
     box = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = box.shape
     widths = box.sum(1)
@@ -189,4 +205,22 @@ def classify(image: Image.Image) -> Reading:
         shape = "square"
     else:
         shape = "circle"
-    return Reading(_NAMES[fg], shape, _NAMES[bg], float(box.mean()))
+    return Reading(names[fg], shape, names[bg], float(box.mean()))
+
+
+def write_kohya_folder(root, subsets: dict[str, list[tuple[ShapeSpec, str]]], repeats: int = 1) -> int:
+    """Write a kohya-style dataset: ``<root>/<repeats>_<subset>/<n>.png`` + ``<n>.txt`` caption.
+
+    The same layout a user gives the Train tab; returns the number of images written.
+    """
+    from pathlib import Path
+
+    count = 0
+    for subset, items in subsets.items():
+        folder = Path(root) / f"{repeats}_{subset}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (spec, caption) in enumerate(items):
+            render(spec).save(folder / f"{i:05d}.png")
+            (folder / f"{i:05d}.txt").write_text(caption + "\n", encoding="utf-8")
+            count += 1
+    return count

@@ -16,6 +16,7 @@ from webui.ui.model_status import attach_model_status, size_after_swap
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.send_to import wire_gallery_send, wire_image_send
 from webui.ui.settings_tab import build_settings
+from webui.ui.train import build_train
 from webui.ui.txt2img import build_txt2img
 
 STATIC = Path(__file__).with_name("static")
@@ -69,6 +70,8 @@ def build_ui(ctx) -> gr.Blocks:
                 extras = build_extras(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = build_pnginfo(txt2img, tabs, "txt2img")
+            with gr.Tab("Train", id="train", elem_id="tab_train"):
+                build_train(ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
         wire_gallery_send(txt2img.send_to_img2img, txt2img.output, img2img, tabs, img2img_inputs.IMG2IMG)

@@ -17,6 +17,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.training.service import wait_text
 from webui.ui.field_errors import ui_error
 from webui.ui.page_load import mirror_setting
 
@@ -209,7 +210,7 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
         while not job.done:
             position = ctx.queue.position(job)
             if position:
-                text = f'<div class="progress-wrap">In queue: {position} job(s) ahead</div>'
+                text = f'<div class="progress-wrap">{html.escape(wait_text(ctx.queue, job))}</div>'  # says what runs
                 yield text, keep, keep, keep, "", keep, keep, keep, keep
             else:
                 snap = job.progress.snapshot()
