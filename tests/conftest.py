@@ -50,3 +50,19 @@ def app_context(tiny_sd15, tiny_sdxl, tmp_path_factory):
                               "--ckpt", str(tiny_sd15.single_file)])
     yield ctx
     ctx.queue.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sd15(tiny_sd15, kit_dir):
+    """Tiny ControlNet for the tiny SD 1.x model, in every file form (tests/controlnet_kit.py)."""
+    from tests.controlnet_kit import build_tiny_controlnet
+
+    return build_tiny_controlnet("sd15", tiny_sd15.load_pretrained(), kit_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sdxl(tiny_sdxl, kit_dir):
+    """Tiny ControlNet for the tiny SDXL model, in every file form (tests/controlnet_kit.py)."""
+    from tests.controlnet_kit import build_tiny_controlnet
+
+    return build_tiny_controlnet("sdxl", tiny_sdxl.load_pretrained(), kit_dir)
