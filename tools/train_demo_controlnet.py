@@ -136,6 +136,7 @@ def export(args, controlnet_dir: Path | None = None) -> Path:
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in controlnet_to_ldm(model).items()}
     save_file(tensors, str(target), metadata={"trained_by": "tools/train_demo_controlnet.py",
                                                "base_model": "demo-shapes"})
+    target.chmod(0o644)  # safetensors writes 0600; the shipped file is read by everyone
     sidecar = ship / f"{SHIP_STEM}.config"
     shutil.rmtree(sidecar, ignore_errors=True)
     sidecar.mkdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from webui.devices import DevicePolicy
 from webui.generation.core import CoreContext, generate
@@ -30,6 +31,7 @@ class AppContext:
     core: CoreContext
     queue: JobQueue
     status: str = ""  # the one-line model status shown in the UI header
+    controlnets: Any = None  # webui.models.controlnet.ControlNetManager
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a txt2img request; every entry point goes through here."""
@@ -90,5 +92,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     queue = JobQueue(run).start()
     status = models.startup(args.ckpt)
     log.info(status)
+    from webui.models.controlnet import ControlNetManager
+
+    controlnets = ControlNetManager.from_paths(paths, settings, allow_unsafe_pickle=args.disable_safe_unpickle)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, status=status)
+                      core=core, queue=queue, status=status, controlnets=controlnets)

@@ -31,11 +31,10 @@ log = logging.getLogger(__name__)
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "models" / "ControlNet"
 OPTIONS = (
-    Option("control_net_unit_count", 3, "ControlNet units shown in each tab (restart to apply)", "ControlNet", 1, 10),
+    Option("control_net_unit_count", 3, "ControlNet units per tab and per request (restart to apply)", "ControlNet",
+           1, 10),
     Option("control_net_model_cache_size", 2, "ControlNet models kept in RAM", "ControlNet", 1, 10),
-    Option("control_net_max_models_num", 3, "Most ControlNet units one request may enable", "ControlNet", 1, 10),
-    Option("control_net_detectedmap_dir", "outputs/detected_maps", "Folder for saved detected maps", "ControlNet"),
-    Option("control_net_no_detectmap", False, "Do not return the detected map with API results", "ControlNet"),
+    Option("control_net_no_detectmap", False, "Do not return the detected maps with API results", "ControlNet"),
 )
 
 

@@ -1,0 +1,96 @@
+"""sd-webui-controlnet's REST routes over real HTTP (python app.py --api in a subprocess)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.server_fixture import start_server
+
+TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_sd15, tiny_controlnet_sd15, tmp_path_factory):
+    args = ["--api", "--controlnet-dir", str(tiny_controlnet_sd15.folder)]
+    with start_server(tmp_path_factory.mktemp("cn-api"), tiny_sd15.single_file.parent, args) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server, timeout=TIMEOUT) as client:
+        yield client
+
+
+def b64png(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode(text: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
+
+
+def picture() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    img = np.full((96, 128, 3), 240, np.uint8)
+    img[20:70, 30:90] = (30, 90, 200)
+    img[50:90, 70:120] = (200, 60, 20)
+    return np.clip(img.astype(int) + rng.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_version_settings_models_modules_and_types(http):
+    assert http.get("/controlnet/version").json() == {"version": 2}
+    assert http.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
+    models = http.get("/controlnet/model_list").json()["model_list"]
+    assert any(m.startswith("tiny-sd15-canny [") for m in models)
+    assert any(m.startswith("demo-shapes-canny-scribble [") for m in models)  # the bundled demo is listed too
+    modules = http.get("/controlnet/module_list").json()
+    assert {"none", "canny", "scribble_xdog", "lineart_standard", "inpaint_only"} <= set(modules["module_list"])
+    canny = modules["module_detail"]["canny"]
+    assert canny["available"] and [s["name"] for s in canny["sliders"]] == \
+        ["Preprocessor Resolution", "Canny Low Threshold", "Canny High Threshold"]
+    assert "not bundled" in modules["module_detail"]["openpose_full"]["reason"]
+    aliases = http.get("/controlnet/module_list", params={"alias_names": True}).json()["module_list"]
+    assert "invert (from white bg & black line)" in aliases
+    types = http.get("/controlnet/control_types").json()["control_types"]
+    assert types["Canny"]["default_option"] == "canny"
+    assert all("canny" in m.lower() for m in types["Canny"]["model_list"][1:]) and len(types["Canny"]["model_list"]) > 1
+
+
+def test_detect_canny_equals_opencv_canny_at_the_given_thresholds(http):
+    import cv2
+
+    img = picture()
+    response = http.post("/controlnet/detect", json={
+        "controlnet_module": "canny", "controlnet_input_images": [b64png(img)], "controlnet_processor_res": 96,
+        "controlnet_threshold_a": 60, "controlnet_threshold_b": 150})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["info"] == "Success" and len(body["images"]) == 1
+    detected = decode(body["images"][0])
+    assert np.array_equal(detected[:, :, 0], cv2.Canny(img, 60, 150))
+    assert not np.array_equal(detected[:, :, 0], cv2.Canny(img, 100, 200))  # the thresholds mattered
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ({"controlnet_module": "bogus", "controlnet_input_images": ["x"]}, "controlnet_module", "Module not available"),
+    ({"controlnet_module": "depth", "controlnet_input_images": ["x"]}, "controlnet_module", "unavailable"),
+    ({"controlnet_module": "canny"}, "controlnet_input_images", "No image"),
+    ({"controlnet_module": "canny", "controlnet_input_images": ["bm90IGFuIGltYWdl"]},
+     "controlnet_input_images[0]", "not an image"),
+    ({"controlnet_module": "canny", "controlnet_input_images": ["x"], "controlnet_threshold_a": 400},
+     "controlnet_threshold_a", "outside 1..255"),
+])
+def test_detect_refuses_bad_input_with_json_and_keeps_serving(http, body, field, words):
+    response = http.post("/controlnet/detect", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail[0]["field"] == field and words in detail[0]["message"]
+    assert http.get("/controlnet/version").status_code == 200
