@@ -77,10 +77,13 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
+    from webui.models.controlnet import ControlNetManager
+
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
+    controlnets = ControlNetManager.from_paths(paths, settings, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION)
+                       styles=styles, version=VERSION, controlnets=controlnets)
 
     def run(job: Job):
         if job.kind == "txt2img":
@@ -92,8 +95,5 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     queue = JobQueue(run).start()
     status = models.startup(args.ckpt)
     log.info(status)
-    from webui.models.controlnet import ControlNetManager
-
-    controlnets = ControlNetManager.from_paths(paths, settings, allow_unsafe_pickle=args.disable_safe_unpickle)
     return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                       core=core, queue=queue, status=status, controlnets=controlnets)

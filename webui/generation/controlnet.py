@@ -240,6 +240,28 @@ def units_from_alwayson(scripts: Any, where: str = "alwayson_scripts.controlnet"
     return units, errors
 
 
+def check_units(units: Any, errors: list[FieldError], where: str = "controlnet_units") -> list[ControlNetUnit]:
+    """Units of a request (objects or API dicts) checked; bad ones are added to ``errors``."""
+    if not units:
+        return []
+    if not isinstance(units, (list, tuple)):
+        errors.append(FieldError(where, f"must be a list of ControlNet units, got {type(units).__name__}"))
+        return []
+    out = []
+    for i, unit in enumerate(units):
+        if isinstance(unit, dict):
+            unit, unit_errors = unit_from_dict(unit, f"{where}[{i}]")
+            errors.extend(unit_errors)
+        elif isinstance(unit, ControlNetUnit):
+            errors.extend(check_unit(unit, f"{where}[{i}]"))
+        elif unit is not None:
+            errors.append(FieldError(f"{where}[{i}]", f"must be a ControlNet unit, got {type(unit).__name__}"))
+            continue
+        if unit is not None and unit.enabled:
+            out.append(unit)
+    return out
+
+
 # ----------------------------------------------------------------------------- infotext
 
 _INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "low_vram", "processor_res", "threshold_a",

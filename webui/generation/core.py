@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from webui.generation import conditioning, previews, samplers, seeds
+from webui.generation import conditioning, controlnet_job, previews, samplers, seeds
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.generation.styles import StyleStore, apply_styles
@@ -37,6 +37,7 @@ class CoreContext:
     data_dir: Path
     styles: StyleStore | None = None
     version: str | None = None
+    controlnets: Any = None  # webui.models.controlnet.ControlNetManager (None: ControlNet off)
 
 
 def _setting(request: GenerationRequest, settings: Settings, key: str):
@@ -100,6 +101,12 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                                   if _setting(req, ctx.settings, "live_previews_enable") else 0)
         progress.make_preview = previews.make_previewer(model)
 
+        cn_job = controlnet_job.prepare_job(req.controlnet_units, model, ctx.controlnets, req.width, req.height,
+                                            cfg=req.cfg_scale > 1, seed=seed, settings=ctx.settings)
+        call_pipe = cn_job.pipeline(pipe) if cn_job else pipe
+        cn_kwargs = cn_job.call_kwargs("txt2img", pipe.unet.device, pipe.unet.dtype) if cn_job else {}
+        cn_info = cn_job.infotext() if cn_job else None
+
         info_request = replace(req, seed=seed, subseed=subseed, clip_skip=clip_skip)
         seed_list, subseed_list = seeds.batch_seeds(seed, subseed, req.subseed_strength, req.n_iter * req.batch_size)
         images, all_seeds, all_subseeds, infotexts = [], [], [], []
@@ -125,7 +132,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             samplers.seed_scheduler(pipe.scheduler, batch_seeds[0])
             t1 = time.perf_counter()
             # The one pipeline call site of the project.
-            latents = pipe(**cond.as_pipeline_kwargs(), num_images_per_prompt=req.batch_size,
+            latents = call_pipe(**cond.as_pipeline_kwargs(), **cn_kwargs, num_images_per_prompt=req.batch_size,
                            num_inference_steps=req.steps, guidance_scale=req.cfg_scale, width=req.width,
                            height=req.height, latents=noise.to(pipe.unet.device, pipe.unet.dtype),
                            generator=generators, output_type="latent", callback_on_step_end=on_step,
@@ -136,15 +143,19 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             t2 = time.perf_counter()
             pixels = _decode(pipe, latents)
             batch_images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
+            if cn_job:
+                batch_images = cn_job.finish(batch_images)
             decoding += time.perf_counter() - t2
             for i, image in enumerate(batch_images):
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
-                                                prompt=prompt, negative_prompt=negative, version=ctx.version))
+                                                prompt=prompt, negative_prompt=negative, version=ctx.version,
+                                                extra=cn_info))
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
         timings.update(sampling=sampling, decode=decoding)
+        detected = cn_job.detected if cn_job else []
         interrupted = progress.interrupted
         t3 = time.perf_counter()
         paths = _save(ctx, req, images, infotexts, all_seeds, info.model_name, prompt, interrupted)
@@ -153,7 +164,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
                             prompts=[prompt] * len(images), negative_prompts=[negative] * len(images),
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
-                            interrupted=interrupted, paths=paths)
+                            interrupted=interrupted, paths=paths, detected_maps=detected)
 
 
 def _save(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,

@@ -63,6 +63,8 @@ class GenerationRequest:
     clip_skip: int | None = None  # None: the CLIP_stop_at_last_layers setting (A1111's API has no field)
     override_settings: dict[str, Any] = field(default_factory=dict)
     save_images: bool = True  # the UI saves; A1111's API defaults to False and sets this explicitly
+    # ControlNet units (webui.generation.controlnet.ControlNetUnit, or sd-webui-controlnet unit dicts)
+    controlnet_units: list[Any] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -138,6 +140,10 @@ class GenerationRequest:
                                      f"must be an object of setting names to values, got {_show(self.override_settings)}"))
         out["override_settings"] = dict(self.override_settings) if isinstance(self.override_settings, dict) else {}
 
+        from webui.generation.controlnet import check_units
+
+        out["controlnet_units"] = check_units(self.controlnet_units, errors)
+
         if errors:
             raise RequestError(errors)
         return dataclasses.replace(self, **out)
@@ -157,6 +163,7 @@ class GenerationResult:
     request: GenerationRequest
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
+    detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet units' maps, one per unit
 
 
 def _copy(value: Any) -> Any:
