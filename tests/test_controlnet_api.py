@@ -94,3 +94,54 @@ def test_detect_refuses_bad_input_with_json_and_keeps_serving(http, body, field,
     detail = response.json()["detail"]
     assert detail[0]["field"] == field and words in detail[0]["message"]
     assert http.get("/controlnet/version").status_code == 200
+
+
+def txt2img(http, units, **body):
+    payload = {"prompt": "a cube", "width": 64, "height": 64, "steps": 2, "seed": 3, "sampler_name": "Euler a",
+               "alwayson_scripts": {"controlnet": {"args": units}}, **body}
+    return http.post("/sdapi/v1/txt2img", json=payload)
+
+
+def test_txt2img_with_a_unit_through_alwayson_scripts(http):
+    import json
+
+    unit = {"enabled": True, "module": "canny", "model": "tiny-sd15-canny", "weight": 0.8,
+            "image": b64png(picture()), "resize_mode": "Crop and Resize", "threshold_a": 50, "threshold_b": 150,
+            "guidance_start": 0.0, "guidance_end": 1.0, "control_mode": 0, "pixel_perfect": True,
+            "processor_res": -1, "low_vram": False}
+    response = txt2img(http, [unit, {"enabled": False}])
+    assert response.status_code == 200, response.text
+    images = response.json()["images"]
+    assert len(images) == 2  # the image, then the unit's detected map
+    detected = decode(images[1])
+    assert detected.shape == (64, 64, 3) and set(np.unique(detected)) <= {0, 255}
+    info = json.loads(response.json()["info"])
+    text = info["extra_generation_params"]["ControlNet 0"]
+    assert text.startswith("Module: canny, Model: tiny-sd15-canny [") and "Weight: 0.8" in text
+    plain = http.post("/sdapi/v1/txt2img", json={"prompt": "a cube", "width": 64, "height": 64, "steps": 2,
+                                                  "seed": 3, "sampler_name": "Euler a"})
+    assert len(plain.json()["images"]) == 1 and decode(plain.json()["images"][0]).tolist() != \
+        decode(images[0]).tolist()
+
+
+@pytest.mark.parametrize("units,field,words", [
+    ([{"module": "canny", "model": "missing-model"}], "alwayson_scripts.controlnet.args.model",
+     "no ControlNet model matches"),
+    ([{"module": "canny", "model": "tiny-sd15-canny", "image": "bm90IGFuIGltYWdl"}],
+     "alwayson_scripts.controlnet.args[0].image", "not an image"),
+    ([{"module": "canny", "model": "tiny-sd15-canny", "threshold_a": 0}], "alwayson_scripts.controlnet.args[0].module",
+     "outside 1..255"),
+    ([{"model": "tiny-sd15-canny", "guidance_start": 0.7, "guidance_end": 0.3}],
+     "alwayson_scripts.controlnet.args[0].guidance_start", "after the ending step"),
+    ([{"model": "tiny-sd15-canny"}] * 4, "alwayson_scripts.controlnet.args", "allows 3"),
+])
+def test_bad_units_are_422_naming_the_field(http, units, field, words):
+    response = txt2img(http, units)
+    assert response.status_code == 422, response.text
+    assert any(d["field"] == field and words in d["message"] for d in response.json()["detail"]), response.text
+
+
+def test_other_alwayson_scripts_are_still_refused(http):
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 1,
+                                                     "alwayson_scripts": {"ADetailer": {"args": []}}})
+    assert response.status_code == 422 and "ADetailer" in response.text

@@ -39,6 +39,33 @@ def module_detail(module: preprocessors.Preprocessor) -> dict:
     return detail
 
 
+def request_units(scripts, ctx, errors: list) -> list:
+    """The enabled units of a body's ``alwayson_scripts`` (checked: fields, model names, unit count)."""
+    from webui.generation.request import FieldError
+
+    units, unit_errors = cn.units_from_alwayson(scripts)
+    if unit_errors:  # reported here with their alwayson_scripts path, not again by the request check
+        errors.extend(unit_errors)
+        return []
+    where = "alwayson_scripts.controlnet.args"
+    limit = int(ctx.settings.get("control_net_unit_count"))
+    if len(units) > limit:
+        errors.append(FieldError(where, f"{len(units)} units are enabled; the setting control_net_unit_count "
+                                        f"allows {limit}"))
+    for unit in units:
+        if unit.model not in ("", "None") and ctx.controlnets.find(unit.model) is None:
+            errors.append(FieldError(f"{where}.model", f"no ControlNet model matches {unit.model!r}; "
+                                                       f"GET /controlnet/model_list lists them"))
+    return units
+
+
+def detected_map_images(result, ctx) -> list[str]:
+    """The units' detected maps as base64 PNGs, unless the control_net_no_detectmap setting is on."""
+    if ctx.settings.get("control_net_no_detectmap"):
+        return []
+    return [_png(np.asarray(image.convert("RGB"))) for image in getattr(result, "detected_maps", [])]
+
+
 def build_controlnet_router(ctx) -> APIRouter:
     """The /controlnet routes for one AppContext (closures over ctx)."""
     guard = basic_auth_guard(getattr(ctx.args, "api_auth", None))

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from webui.api import controlnet as controlnet_api
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
 from webui.generation import samplers
@@ -82,8 +83,9 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
             refuse(name, f"resizing the seed is not implemented; send -1 or 0, got {value}")
     if body.script_name and body.script_name.strip().lower() not in ("", "none"):
         refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
-    if body.alwayson_scripts:
-        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, body.alwayson_scripts))}")
+    scripts = [k for k in body.alwayson_scripts or {} if str(k).lower() != "controlnet"]  # ControlNet: see below
+    if scripts:
+        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, scripts))}")
     if body.refiner_checkpoint and body.refiner_checkpoint.strip().lower() not in ("", "none"):
         refuse("refiner_checkpoint", "the refiner is not implemented; leave refiner_checkpoint empty")
     if body.firstpass_image:
@@ -173,6 +175,7 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         "save_images": body.save_images,
     }
     data.update(_from_infotext(body))
+    data["controlnet_units"] = controlnet_api.request_units(body.alwayson_scripts, ctx, errors)
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
     if checkpoint is not None:
         if body.override_settings_restore_afterwards:
@@ -268,5 +271,7 @@ def response_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, A
     write_info = bool(_setting(result.request, ctx, "enable_pnginfo"))
     images = [encode_png(image, text if write_info else None)
               for image, text in zip(result.images, result.infotexts)] if plan.body.send_images else []
+    if plan.body.send_images:
+        images += controlnet_api.detected_map_images(result, ctx)  # after the images, as sd-webui-controlnet
     return {"images": images, "parameters": plan.body.model_dump(mode="json"),
             "info": json.dumps(info_dict(plan, result, job, ctx), ensure_ascii=False)}

@@ -73,13 +73,16 @@ def decode_image(value: Any, what: str) -> np.ndarray:
     elif isinstance(value, str):
         text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
         try:
-            raw = base64.b64decode(text, validate=False)
+            raw = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{what} is not an image: not valid base64 (send a base64 PNG/JPEG/WebP)") from None
+        try:
             with Image.open(io.BytesIO(raw)) as img:
                 img.load()
                 array = np.asarray(img.convert("RGBA" if "A" in img.mode else "RGB"))
-        except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"{what} is not an image (expected base64 PNG/JPEG/WebP): {type(exc).__name__}") \
-                from exc
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"{what} is not an image: {len(raw)} bytes that no image format reads "
+                             f"({type(exc).__name__})") from None
     else:
         raise ValueError(f"{what} must be a base64 image, got {type(value).__name__}")
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
