@@ -260,7 +260,7 @@ BAD_TXT2IMG = [
     ({"tiling": True}, "tiling", "tiling"),
     ({"seed_resize_from_w": 512}, "seed_resize_from_w", "resizing the seed is not implemented"),
     ({"script_name": "x/y/z plot"}, "script_name", "scripts are not implemented"),
-    ({"alwayson_scripts": {"controlnet": {"args": []}}}, "alwayson_scripts", "controlnet"),
+    ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "alwayson_scripts", "ADetailer"),  # ControlNet is supported
     ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "refiner is not implemented"),
     ({"firstpass_image": "aGVsbG8="}, "firstpass_image", "hires fix"),
     ({"sampler_name": "Euler a", "eta": 0.5}, "eta", "Euler a runs with eta 1"),
