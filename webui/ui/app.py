@@ -9,6 +9,7 @@ import gradio as gr
 from webui.jobs import JobFailed
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.pnginfo import build_pnginfo
+from webui.ui.pose_editor import build_pose_editor
 from webui.ui.settings_tab import build_settings
 from webui.ui.txt2img import build_txt2img
 
@@ -18,7 +19,8 @@ STATIC = Path(__file__).with_name("static")
 def launch_kwargs() -> dict:
     """Page-level CSS and JS (Gradio 6 takes them at launch)."""
     return {"css": (STATIC / "style.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                            for name in ("shortcuts.js", "pose_editor.js")),
             "footer_links": ["api", "gradio"]}
 
 
@@ -55,6 +57,8 @@ def build_ui(ctx) -> gr.Blocks:
                 txt2img = build_txt2img(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo(txt2img, tabs, "txt2img")
+            with gr.Tab("OpenPose Editor", id="openpose_editor", elem_id="tab_openpose_editor"):
+                build_pose_editor({"txt2img": (txt2img.controlnet, "txt2img")}, tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
         # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).

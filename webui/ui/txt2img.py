@@ -11,6 +11,7 @@ from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
 from webui.jobs import JobFailed
+from webui.ui.controlnet import build_controlnet_panel
 
 POLL_SECONDS = 0.25
 
@@ -103,6 +104,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                                                  elem_id="txt2img_subseed_strength")
                 clip_skip = gr.Slider(1, 12, value=ctx.settings.get("CLIP_stop_at_last_layers"), step=1,
                                       label="Clip skip", elem_id="txt2img_clip_skip")
+            controlnet = build_controlnet_panel(ctx, "txt2img", width, height)
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="txt2img_progress_html")
             preview = gr.Image(label="Live preview", visible=False, elem_id="txt2img_preview", interactive=False)
@@ -114,12 +116,14 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                      batch_size, cfg_scale, seed, subseed, subseed_strength, clip_skip)
     last_infotexts = gr.State([])
     last_seeds = gr.State([])
-    request_inputs = list(tab.field_map().values())
+    tab.controlnet = controlnet
+    request_inputs = list(tab.field_map().values()) + controlnet.inputs()
     names = list(tab.field_map().keys())
 
     def run(*values):
         fields_ = dict(zip(names, values))
         try:
+            fields_["controlnet_units"] = controlnet.units_from(values[len(names):])
             request = GenerationRequest.from_dict(fields_)[0].validate()
         except (RequestError, ValueError) as exc:
             yield gr.update(), gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
