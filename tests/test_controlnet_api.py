@@ -145,3 +145,16 @@ def test_other_alwayson_scripts_are_still_refused(http):
     response = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 1,
                                                      "alwayson_scripts": {"ADetailer": {"args": []}}})
     assert response.status_code == 422 and "ADetailer" in response.text
+
+
+def test_render_openpose_json_draws_the_pose(http):
+    from webui.generation.openpose import render_pose_json
+
+    pose = {"canvas_width": 96, "canvas_height": 128, "people": [{"pose_keypoints_2d": [
+        48, 20, 1, 48, 40, 1, 30, 40, 1, 25, 70, 1, 22, 95, 1, 66, 40, 1, 71, 70, 1, 74, 95, 1, 38, 80, 1, 37, 105, 1,
+        36, 125, 1, 58, 80, 1, 59, 105, 1, 60, 125, 1, 45, 17, 1, 51, 17, 1, 42, 19, 1, 54, 19, 1]}]}
+    response = http.post("/controlnet/render_openpose_json", json=[pose])
+    assert response.status_code == 200, response.text
+    assert np.array_equal(decode(response.json()["images"][0]), render_pose_json(pose))
+    bad = http.post("/controlnet/render_openpose_json", json=[{"canvas_width": 1}])
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "pose_data[0]"

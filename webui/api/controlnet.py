@@ -159,4 +159,19 @@ def build_controlnet_router(ctx) -> APIRouter:
             raise ApiError.field(422, "controlnet_module", str(exc)) from None
         return {"images": images, "info": "Success"}
 
+    @router.post("/render_openpose_json")
+    def render_openpose_json(pose_data: list[dict] = Body(default_factory=list)):
+        """Draw OpenPose JSON (sd-webui-openpose-editor's format) as pose maps."""
+        from webui.generation.openpose import PoseError, render_pose_json
+
+        if not pose_data:
+            return {"info": "No pose data detected."}
+        images = []
+        for i, pose in enumerate(pose_data):
+            try:
+                images.append(_png(render_pose_json(pose)))
+            except PoseError as exc:
+                raise ApiError.field(422, f"pose_data[{i}]", str(exc)) from None
+        return {"images": images, "info": "Success"}
+
     return router
