@@ -91,7 +91,6 @@ def test_pose_editor_drag_a_joint_and_send_to_a_unit(browser, app, tmp_path):  #
     page.locator("#pose_editor_send").click()
     expect(page.locator(f"{UNIT}_enable input")).to_be_checked(timeout=30_000)
     expect(page.locator(f"{UNIT}_module input")).to_have_value("none")
-    page.locator("#txt2img_controlnet").get_by_text("ControlNet").first.click()
     page.wait_for_selector(f"{UNIT}_image img", timeout=30_000)
     sent = fetch_image(page, f"{UNIT}_image img")
     assert np.array_equal(sent, render_pose_json(after))  # the rendered pose map, standard limb colours

@@ -153,7 +153,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=str(DEMO_MODEL), help="the demo checkpoint the ControlNet is for")
     p.add_argument("--seed", type=int, default=4321)
     p.add_argument("--pool", type=int, default=16384, help="number of pre-encoded training images")
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=100)

@@ -56,6 +56,7 @@ class ControlNetPanel:
 
     tab: str
     units: list[UnitWidgets]
+    accordion: gr.Accordion | None = None
 
     def inputs(self) -> list:
         return [c for unit in self.units for c in unit.inputs()]
@@ -151,23 +152,25 @@ def build_controlnet_panel(ctx, tab: str, width: gr.Slider, height: gr.Slider, i
     count = int(ctx.settings.get("control_net_unit_count"))
     units = []
     hint = " (empty: the img2img input)" if img2img else ""
-    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet"):
-        with gr.Tabs():
+    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet") as accordion:
+        with gr.Tabs() as unit_tabs:
             for i in range(count):
-                with gr.Tab(f"ControlNet Unit {i}", elem_id=f"{tab}_controlnet_unit{i}_tab"):
+                with gr.Tab(f"ControlNet Unit {i}", id=i, elem_id=f"{tab}_controlnet_unit{i}_tab"):
                     units.append(_build_unit(ctx, tab, i, width, height, hint))
-    return ControlNetPanel(tab, units)
+    panel = ControlNetPanel(tab, units, accordion)
+    panel.unit_tabs = unit_tabs
+    return panel
 
 
 def _build_unit(ctx, tab: str, i: int, width, height, hint: str) -> UnitWidgets:
     prefix = f"{tab}_controlnet_unit{i}"
     with gr.Row():
-        image = gr.Image(label=f"Control image{hint}", type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
+        image = gr.Image(format="png", label=f"Control image{hint}", type="numpy", image_mode="RGB", sources=["upload", "clipboard"],
                          elem_id=f"{prefix}_image", height=260)
-        preview = gr.Image(label="Preprocessor preview", type="numpy", interactive=False,
+        preview = gr.Image(format="png", label="Preprocessor preview", type="numpy", interactive=False,
                            elem_id=f"{prefix}_preview", height=260)
     with gr.Accordion("Mask (optional): where the unit acts; for inpaint_only, what to redraw", open=False):
-        mask = gr.Image(label="Mask (white = on)", type="numpy", image_mode="L", sources=["upload", "clipboard"],
+        mask = gr.Image(format="png", label="Mask (white = on)", type="numpy", image_mode="L", sources=["upload", "clipboard"],
                         elem_id=f"{prefix}_mask", height=200)
     with gr.Row():
         enabled = gr.Checkbox(label="Enable", value=False, elem_id=f"{prefix}_enable")

@@ -23,7 +23,7 @@ def build_pose_editor(targets: dict, tabs: gr.Tabs) -> None:
             pose_json = gr.Textbox(label="Pose JSON", lines=3, elem_id="pose_editor_json",
                                    elem_classes=["pose-editor-json"])
         with gr.Column(scale=2):
-            rendered = gr.Image(label="Pose map (what the unit gets)", type="numpy", interactive=False,
+            rendered = gr.Image(format="png", label="Pose map (what the unit gets)", type="numpy", interactive=False,
                                 elem_id="pose_editor_rendered", height=360)
             render = gr.Button("Render", elem_id="pose_editor_render")
             choices = [(f"{label}, ControlNet Unit {i}", f"{tab_id}:{i}") for tab_id, (panel, label) in targets.items()
@@ -44,13 +44,15 @@ def build_pose_editor(targets: dict, tabs: gr.Tabs) -> None:
 
     # One output list covering every target unit's image/enable/module; only the chosen unit changes.
     slots = [(tab_id, i, panel.units[i]) for tab_id, (panel, _) in targets.items() for i in range(len(panel.units))]
-    outputs = [c for _, _, w in slots for c in (w.image, w.enabled, w.module)] + [tabs, rendered, error]
+    panels = list(targets.items())
+    outputs = [c for _, _, w in slots for c in (w.image, w.enabled, w.module)]
+    outputs += [c for _, (panel, _) in panels for c in (panel.accordion, panel.unit_tabs)] + [tabs, rendered, error]
 
     def send_to(text, chosen):
         try:
             image = render_pose_json(text or "{}")
         except PoseError as exc:
-            keep = [gr.update()] * (3 * len(slots))
+            keep = [gr.update()] * (3 * len(slots) + 2 * len(panels))
             return keep + [gr.Tabs(), gr.update(), f'<div class="error-box">Pose JSON: {html.escape(str(exc))}</div>']
         updates = []
         for tab_id, i, _ in slots:
@@ -58,7 +60,11 @@ def build_pose_editor(targets: dict, tabs: gr.Tabs) -> None:
                 updates += [image, True, "none"]
             else:
                 updates += [gr.update()] * 3
-        tab_id = (chosen or ":").split(":")[0]
+        tab_id, _, index = (chosen or ":").partition(":")
+        for panel_id, _ in panels:  # open the accordion on the unit that got the pose
+            shown = panel_id == tab_id
+            updates += [gr.Accordion(open=True) if shown else gr.update(),
+                        gr.Tabs(selected=int(index)) if shown and index.isdigit() else gr.update()]
         return updates + [gr.Tabs(selected=tab_id), image, ""]
 
     send.click(send_to, [pose_json, target], outputs, **private)
