@@ -9,6 +9,11 @@ import os
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY"):
     os.environ[_name] = "1"
 
+# Tests run under the allocator policy the app applies at start (see webui/allocator.py).
+from webui.allocator import configure_allocator  # noqa: E402
+
+configure_allocator()
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -50,6 +55,15 @@ def app_context(tiny_sd15, tiny_sdxl, tmp_path_factory):
                               "--ckpt", str(tiny_sd15.single_file)])
     yield ctx
     ctx.queue.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_inpaint(kit_dir) -> TinyModel:
+    """Tiny SD 1.x inpainting model (9-channel UNet) in the same three forms.
+
+    Kept in its own folder: tests that scan the tiny_sd15 checkpoint folder must not find it.
+    """
+    return build_tiny("sd15-inpaint", kit_dir / "inpaint")
 
 
 @pytest.fixture(scope="session")

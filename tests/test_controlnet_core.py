@@ -57,7 +57,7 @@ def test_a_unit_steers_and_is_written_to_infotext(ctx):
     text = params["ControlNet 0"]
     assert text.startswith("Module: canny, Model: tiny-sd15-canny [") and "Threshold A: 50" in text
     assert "ControlNet 0" not in parse_infotext(plain.infotexts[0])
-    assert len(steered.detected_maps) == 1 and steered.detected_maps[0].size == (64, 64)
+    assert len(steered.extra_images) == 1 and steered.extra_images[0].size == (64, 64)
     again = ctx.queue.run(req(unit(threshold_a=50, threshold_b=120)))
     assert np.array_equal(px(again), px(steered))
 
@@ -120,5 +120,56 @@ def test_sdxl_unit(ctx, tiny_sdxl, tiny_sd15):
         steered = ctx.queue.run(req(unit(model="tiny-sdxl-canny", control_mode="My prompt is more important")))
         assert np.abs(px(steered) - px(plain)).max() > 0
         assert "ControlNet 0" in parse_infotext(steered.infotexts[0])
+    finally:
+        ctx.models.select(str(tiny_sd15.single_file))
+
+
+def test_img2img_unit_without_its_own_image_uses_the_input(ctx):
+    from PIL import Image
+
+    init = Image.fromarray(picture())
+    base = dict(mode="img2img", init_images=[init], denoising_strength=0.6)
+    plain = ctx.queue.run(req(**base))
+    steered = ctx.queue.run(req(unit(image=None, module="invert"), **base))
+    assert np.abs(px(steered) - px(plain)).max() > 0
+    assert np.array_equal(np.asarray(steered.extra_images[0]), 255 - picture())  # the input, inverted
+    assert "ControlNet 0" in parse_infotext(steered.infotexts[0])
+
+
+def test_inpaint_only_masked_crops_the_control_image_like_the_init_image(ctx):
+    from PIL import Image
+
+    from webui.generation.controlnet_feature import inpaint_crop
+    from webui.generation.controlnet_run import fit
+
+    big = np.zeros((128, 128, 3), np.uint8)
+    big[:, :, 0] = np.arange(128, dtype=np.uint8)[None, :] * 2  # a ramp, so a wrong crop shows
+    mask = np.zeros((128, 128), np.uint8)
+    mask[70:100, 60:90] = 255
+    request = req(unit(image=big, module="none"), mode="inpaint", init_images=[Image.fromarray(big)],
+                  mask=Image.fromarray(mask), inpaint_full_res=True, inpaint_full_res_padding=4,
+                  denoising_strength=0.75)
+    box = inpaint_crop(request.validate())
+    x1, y1, x2, y2 = box
+    assert (x2 - x1, y2 - y1) != (128, 128)
+    result = ctx.queue.run(request)
+    expected = fit(big[y1:y2, x1:x2], 64, 64, "Just Resize")
+    assert np.array_equal(np.asarray(result.extra_images[0]), expected)
+    assert result.images[0].size == (128, 128)  # the crop went back into the whole picture
+
+
+def test_nine_channel_inpaint_checkpoint_says_units_are_not_supported(ctx, tiny_sd15_inpaint, tiny_sd15):
+    from PIL import Image
+
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    ctx.models.registry.add_file(tiny_sd15_inpaint.single_file)  # outside the checkpoint folder
+    ctx.models.select(str(tiny_sd15_inpaint.single_file))
+    try:
+        base = dict(mode="inpaint", init_images=[Image.fromarray(picture())], mask=Image.fromarray(mask),
+                    inpaint_full_res=False)
+        with pytest.raises(JobFailed, match="9-channel inpainting checkpoint are not supported yet"):
+            ctx.queue.run(req(unit(), **base))
+        assert ctx.queue.run(req(**base)).images  # without units it inpaints
     finally:
         ctx.models.select(str(tiny_sd15.single_file))

@@ -34,8 +34,13 @@ class AppContext:
     controlnets: Any = None  # webui.models.controlnet.ControlNetManager
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
-        """Queue a txt2img request; every entry point goes through here."""
-        return self.queue.submit(request, kind="txt2img", source=source)
+        """Queue a generation request (any mode); every entry point goes through here."""
+        return self.submit_generation(request, source)
+
+    def submit_generation(self, request: GenerationRequest, source: str = "ui") -> Job:
+        """Queue a txt2img / img2img / inpaint request; the job kind is "txt2img" or "img2img" (A1111's names)."""
+        kind = "txt2img" if request.mode == "txt2img" else "img2img"
+        return self.queue.submit(request, kind=kind, source=source)
 
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
@@ -77,16 +82,18 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
+    from webui.generation.controlnet_feature import ControlNetFeature
     from webui.models.controlnet import ControlNetManager
 
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     controlnets = ControlNetManager.from_paths(paths, settings, allow_unsafe_pickle=args.disable_safe_unpickle)
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION, controlnets=controlnets)
+                       styles=styles, version=VERSION)
+    core.features.append(ControlNetFeature(controlnets, settings))
 
     def run(job: Job):
-        if job.kind == "txt2img":
+        if job.kind in ("txt2img", "img2img"):
             return generate_with_checkpoint(job.payload, core, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             return models.select(job.payload)

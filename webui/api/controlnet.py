@@ -63,7 +63,7 @@ def detected_map_images(result, ctx) -> list[str]:
     """The units' detected maps as base64 PNGs, unless the control_net_no_detectmap setting is on."""
     if ctx.settings.get("control_net_no_detectmap"):
         return []
-    return [_png(np.asarray(image.convert("RGB"))) for image in getattr(result, "detected_maps", [])]
+    return [_png(np.asarray(image.convert("RGB"))) for image in getattr(result, "extra_images", [])]
 
 
 def build_controlnet_router(ctx) -> APIRouter:

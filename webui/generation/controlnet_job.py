@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -94,6 +94,15 @@ class ControlNetJob:
         return images
 
 
+def _cropped(picture: np.ndarray, mask: np.ndarray | None, size: tuple[int, int], crop) -> tuple:
+    x1, y1, x2, y2 = crop
+    w, h = size
+    picture = run.fit(picture, w, h, "Just Resize")[y1:y2, x1:x2]
+    if mask is not None:
+        mask = run.fit(mask, w, h, "Just Resize")[y1:y2, x1:x2]
+    return np.ascontiguousarray(picture), None if mask is None else np.ascontiguousarray(mask)
+
+
 def check_request_units(units: list[ControlNetUnit], manager, settings=None) -> None:
     """The checks that need the app: how many units the settings allow, and that each model exists."""
     limit = int(settings.get("control_net_unit_count")) if settings is not None else None
@@ -126,8 +135,14 @@ def _inpaint_mask(unit: ControlNetUnit, picture: np.ndarray, job_mask: Image.Ima
 
 def prepare_job(units: list[ControlNetUnit], model, manager, width: int, height: int, *, cfg: bool,
                 init_image: Image.Image | None = None, job_mask: Image.Image | None = None,
-                kind: str = "txt2img", seed: int = 0, device=None, dtype=None, settings=None) -> ControlNetJob | None:
-    """Preprocess and load every enabled unit; None when none is enabled (the plain pipeline runs)."""
+                kind: str = "txt2img", seed: int = 0, device=None, dtype=None, settings=None,
+                crop: tuple[int, int, int, int] | None = None) -> ControlNetJob | None:
+    """Preprocess and load every enabled unit; None when none is enabled (the plain pipeline runs).
+
+    ``crop``: inpainting "Only masked" generates the box (x1, y1, x2, y2) of the init image at the
+    generation size, so each unit's picture and mask are cut the same way first (as
+    sd-webui-controlnet does) and then simply resized.
+    """
     enabled = [u for u in units if u.enabled]
     if not enabled:
         return None
@@ -141,6 +156,10 @@ def prepare_job(units: list[ControlNetUnit], model, manager, width: int, height:
     for i, unit in enumerate(enabled):
         module = unit.preprocessor
         picture = _image_for(unit, i, init_image)
+        unit_mask = unit.mask
+        if crop is not None and init_image is not None:
+            picture, unit_mask = _cropped(picture, unit_mask, init_image.size, crop)
+            unit = replace(unit, mask=unit_mask, resize_mode="Just Resize")
         loaded = manager.get(unit.model, torch_dtype=dtype)
         check_compatible(loaded, unet, getattr(model.info, "title", "the loaded checkpoint"))
         try:

@@ -187,7 +187,7 @@ class UnitControlNets(MultiControlNetModel):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.nets[0].dtype
+        return self.nets[0].dtype if len(self.nets) else torch.float32  # an empty slot between jobs
 
 
 @dataclass
