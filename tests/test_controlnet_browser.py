@@ -95,4 +95,21 @@ def test_pose_editor_drag_a_joint_and_send_to_a_unit(browser, app, tmp_path):  #
     sent = fetch_image(page, f"{UNIT}_image img")
     assert np.array_equal(sent, render_pose_json(after))  # the rendered pose map, standard limb colours
     page.screenshot(path=str(tmp_path / "pose-sent.png"), full_page=True)
+
+    # Import an sd-webui-openpose-editor file (normalised coordinates), then export it again.
+    page.get_by_role("tab", name="OpenPose Editor").click()
+    flat = [v for k in range(18) for v in ((20 + 3 * k) / 320, (30 + 5 * k) / 240, 1.0)]
+    pose_file = tmp_path / "pose.json"
+    pose_file.write_text(json.dumps({"canvas_width": 320, "canvas_height": 240,
+                                     "people": [{"pose_keypoints_2d": flat}]}))
+    page.locator("#pose_import_file").set_input_files(str(pose_file))
+    page.wait_for_function("""() => JSON.parse(document.querySelector('#pose_editor_json textarea').value)
+                                     .canvas_width === 320""")
+    imported = json.loads(page.locator("#pose_editor_json textarea").input_value())
+    assert len(imported["people"]) == 1
+    assert imported["people"][0]["pose_keypoints_2d"][:6] == [20, 30, 1, 23, 35, 1]  # back in pixels
+    with page.expect_download() as download:
+        page.locator("#pose_export").click()
+    exported = json.loads(open(download.value.path()).read())
+    assert exported == imported
     page.close()
