@@ -25,6 +25,7 @@ from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.controlnet import build_controlnet_router
 from webui.api.errors import ApiError, route_class
+from webui.api.extras import build_extras_router
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
 from webui.infotext import parse_infotext
@@ -315,6 +316,7 @@ def build_router(ctx) -> APIRouter:
         """RAM and CUDA memory, A1111's shape ({"error": ...} for cuda when there is none)."""
         return memory()
 
+    build_extras_router(ctx, router, decode_image, wait_for, encode_png)
     return router
 
 
