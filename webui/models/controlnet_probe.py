@@ -224,12 +224,12 @@ def load_controlnet(path: Path, configs_dir: Path | None = None, torch_dtype: to
     else:
         state = _read_state(path, allow_unsafe_pickle)
         probe = probe_controlnet(path, {k: tuple(v.shape) for k, v in state.items()}, configs_dir)
-    model = _build(path, probe, state)
-    model.to(dtype=torch_dtype or torch.float32)  # files are often fp16, which CPUs run slowly or not at all
+    # Files are often fp16, which CPUs run slowly or not at all: weights go in at the dtype asked for.
+    model = _build(path, probe, state, torch_dtype or torch.float32)
     return LoadedControlNet(path, model.eval(), probe, _bytes(model))
 
 
-def _build(path: Path, probe: ControlNetProbe, state: dict[str, torch.Tensor]):
+def _build(path: Path, probe: ControlNetProbe, state: dict[str, torch.Tensor], dtype: torch.dtype):
     from accelerate import init_empty_weights
     from diffusers import ControlNetModel
 
@@ -248,8 +248,6 @@ def _build(path: Path, probe: ControlNetProbe, state: dict[str, torch.Tensor]):
             f" It does not match the standard {probe.family_name} ControlNet; if it is a custom architecture, "
             f"put its diffusers config.json in {path.stem}.config/ next to it.")
         raise ModelLoadError(f"{exc}.{hint}") from exc
-    floats = {p.dtype for p in weights.values() if p.is_floating_point()}
-    dtype = torch.float32 if len(floats) != 1 else next(iter(floats))
     model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
                           strict=True, assign=True)
     return model
