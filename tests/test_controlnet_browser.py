@@ -60,6 +60,7 @@ def test_unit_upload_preview_canny_and_generate(browser, app, tmp_path):  # noqa
     expect(page.locator("#txt2img_info textarea")).to_have_value(
         re.compile(r'ControlNet 0: "Module: canny, Model: demo-shapes-canny-scribble \[[0-9a-f]{8}\], Weight: 1, '
                    r'Resize Mode: Crop and Resize'), timeout=30_000)
+    expect(page.locator("#txt2img_gallery img")).to_have_count(2, timeout=30_000)  # the image, then the map
     page.screenshot(path=str(tmp_path / "controlnet-unit.png"), full_page=True)
     page.close()
 

@@ -147,7 +147,8 @@ def build_txt2img(ctx) -> Txt2ImgTab:
             return
         note = error_html("Interrupted: showing what was finished.") if result.interrupted else ""
         info = result.infotexts[0] if result.infotexts else ""
-        yield "", gr.update(visible=False), result.images, info, note, result.infotexts, result.seeds
+        shown = result.images + ([] if ctx.settings.get("control_net_no_detectmap") else result.extra_images)
+        yield "", gr.update(visible=False), shown, info, note, result.infotexts, result.seeds  # maps after images
 
     generate.click(run, inputs=request_inputs,
                    outputs=[progress, preview, gallery, infotext, error, last_infotexts, last_seeds],
