@@ -173,3 +173,17 @@ def test_nine_channel_inpaint_checkpoint_says_units_are_not_supported(ctx, tiny_
         assert ctx.queue.run(req(**base)).images  # without units it inpaints
     finally:
         ctx.models.select(str(tiny_sd15.single_file))
+
+
+def test_no_enabled_unit_costs_nothing(ctx):
+    ctx.queue.run(req(unit()))  # warm: a ControlNet variant exists now
+    loads, builds = ctx.controlnets.loads, ctx.core.pipelines.builds
+    calls = []
+    original = ctx.controlnets.get
+    ctx.controlnets.get = lambda *a, **k: calls.append(a) or original(*a, **k)
+    try:
+        result = ctx.queue.run(req(unit(enabled=False)))
+    finally:
+        ctx.controlnets.get = original
+    assert calls == [] and ctx.controlnets.loads == loads and ctx.core.pipelines.builds == builds
+    assert "ControlNet 0" not in parse_infotext(result.infotexts[0]) and result.extra_images == []
