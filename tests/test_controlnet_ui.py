@@ -59,8 +59,20 @@ def test_png_info_restores_units_from_infotext(panel):
                       "threshold_a", "threshold_b", "guidance_start", "guidance_end", "pixel_perfect",
                       "control_mode"], updates[13:26]))
     assert unit1["enabled"] is True and unit1["module"] == "canny" and unit1["weight"] == 0.6
-    assert unit1["model"]["value"] == "control_v11p_sd15_canny [d14c016b]" and unit1["processor_res"] == 384
+    assert unit1["model"]["value"] == "None" and unit1["processor_res"] == 384  # a model this install lacks
     assert updates[0] is False  # unit 0 is not in the infotext: switched off
+
+
+def test_png_info_maps_a_known_model_with_another_hash_to_its_title(panel, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = panel.manager.roots[0]
+    save_file({"input_hint_block.0.weight": torch.zeros(1)}, str(folder / "control_v11p_sd15_canny.safetensors"))
+    panel.manager.refresh()
+    params = {"ControlNet 0": "Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 1"}
+    model = panel.restore_updates(params)[2]
+    assert model["value"].startswith("control_v11p_sd15_canny [") and model["value"] != "control_v11p_sd15_canny [d14c016b]"
 
 
 def test_slider_updates_follow_the_module():

@@ -57,6 +57,7 @@ class ControlNetPanel:
     tab: str
     units: list[UnitWidgets]
     accordion: gr.Accordion | None = None
+    manager: object = None  # webui.models.controlnet.ControlNetManager
 
     def inputs(self) -> list:
         return [c for unit in self.units for c in unit.inputs()]
@@ -96,7 +97,10 @@ class ControlNetPanel:
                 if fields_ is None:
                     updates.append(False if name == "enabled" else gr.update())
                 elif name == "model":
-                    updates.append(gr.update(value=fields_.get("model", "None")))
+                    # The PNG may name a model by a title with another hash, or one this install lacks.
+                    info = self.manager.find(fields_.get("model")) if self.manager else None
+                    choices = ["None"] + (self.manager.titles() if self.manager else [])
+                    updates.append(gr.update(choices=choices, value=info.title if info is not None else "None"))
                 else:
                     updates.append(fields_.get(name, gr.update()))
         return updates
@@ -157,7 +161,7 @@ def build_controlnet_panel(ctx, tab: str, width: gr.Slider, height: gr.Slider, i
             for i in range(count):
                 with gr.Tab(f"ControlNet Unit {i}", id=i, elem_id=f"{tab}_controlnet_unit{i}_tab"):
                     units.append(_build_unit(ctx, tab, i, width, height, hint))
-    panel = ControlNetPanel(tab, units, accordion)
+    panel = ControlNetPanel(tab, units, accordion, ctx.controlnets)
     panel.unit_tabs = unit_tabs
     return panel
 
