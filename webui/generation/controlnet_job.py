@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 from PIL import Image
 
 from webui.generation import controlnet_run as run
