@@ -15,8 +15,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
-from webui.api.auth import basic_auth_guard
-from webui.api.errors import ApiError, route_class
+from webui.api.errors import ApiError
 from webui.generation import controlnet as cn
 from webui.generation import preprocessors
 
@@ -68,8 +67,9 @@ def detected_map_images(result, ctx) -> list[str]:
 
 def build_controlnet_router(ctx) -> APIRouter:
     """The /controlnet routes for one AppContext (closures over ctx)."""
-    guard = basic_auth_guard(getattr(ctx.args, "api_auth", None))
-    router = APIRouter(prefix="/controlnet", route_class=route_class(guard), tags=["controlnet"])
+    from webui.api.routes import api_router  # routes imports this module
+
+    router = api_router(ctx, prefix="/controlnet", tags=["controlnet"])  # the API's auth, limits and errors
 
     @router.get("/version")
     def version():

@@ -88,7 +88,8 @@ class ControlNetFeature:
         p.extra_components["controlnet"] = slot
         p.pipeline_kwargs.update(job.call_kwargs(kind, device, pipe.unet.dtype))
         p.extra_infotext.update(job.infotext())
-        p.extra_images.extend(job.detected)
+        if not self.settings.get("control_net_no_detectmap"):  # the extension's option hides them everywhere
+            p.extra_images.extend(job.detected)
         if job.paste_back:
             p.on_image(lambda _p, _index, image: job.finish([image])[0])
 

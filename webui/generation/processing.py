@@ -17,6 +17,7 @@ is encoded. A feature may:
 - ``p.extra_infotext[key] = value``: infotext keys (A1111's ``extra_generation_params``);
 - ``p.comments``: notes shown to the user with the result;
 - ``p.extra_images``: images handed back with the result, not saved (ControlNet's detected maps).
+- ``p.embeddings``: the textual-inversion embeddings ``encode_prompts`` splices in (networks).
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class Processing:
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     extra_images: list[Any] = field(default_factory=list)  # returned after the images (ControlNet's detected maps)
+    embeddings: Any = None  # textual-inversion lookup for encode_prompts (set by the networks feature)
     _steps: list[_Registered] = field(default_factory=list)
     _image_hooks: list[ImageHook] = field(default_factory=list)
 

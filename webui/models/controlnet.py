@@ -34,7 +34,7 @@ OPTIONS = (
     Option("control_net_unit_count", 3, "ControlNet units per tab and per request (restart to apply)", "ControlNet",
            1, 10),
     Option("control_net_model_cache_size", 2, "ControlNet models kept in RAM", "ControlNet", 1, 10),
-    Option("control_net_no_detectmap", False, "Do not return the detected maps with API results", "ControlNet"),
+    Option("control_net_no_detectmap", False, "Do not show or return the detected maps with the results", "ControlNet"),
 )
 
 
