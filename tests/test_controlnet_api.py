@@ -124,6 +124,19 @@ def test_txt2img_with_a_unit_through_alwayson_scripts(http):
         decode(images[0]).tolist()
 
 
+def test_img2img_unit_without_an_image_uses_the_init_image(http):
+    body = {"prompt": "a cube", "width": 64, "height": 64, "steps": 2, "seed": 3, "sampler_name": "Euler a",
+            "denoising_strength": 0.6, "init_images": [b64png(picture())],
+            "alwayson_scripts": {"ControlNet": {"args": [{"enabled": True, "module": "invert",
+                                                         "model": "tiny-sd15-canny", "resize_mode": "Just Resize"}]}}}
+    response = http.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 200, response.text
+    images = response.json()["images"]
+    assert len(images) == 2  # the image, then the detected map: the init image, inverted
+    expected = 255 - np.asarray(Image.fromarray(picture()).resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.abs(decode(images[1]).astype(int) - expected).mean() < 6  # resampling differs slightly
+
+
 @pytest.mark.parametrize("units,field,words", [
     ([{"module": "canny", "model": "missing-model"}], "alwayson_scripts.controlnet.args.model",
      "no ControlNet model matches"),

@@ -187,3 +187,24 @@ def test_no_enabled_unit_costs_nothing(ctx):
         ctx.controlnets.get = original
     assert calls == [] and ctx.controlnets.loads == loads and ctx.core.pipelines.builds == builds
     assert "ControlNet 0" not in parse_infotext(result.infotexts[0]) and result.extra_images == []
+
+
+def test_hires_fix_runs_the_units_in_both_passes(ctx, monkeypatch):
+    from webui.generation import controlnet_run
+
+    sizes = []
+    forward = controlnet_run.UnitControlNet.forward
+
+    def counting(self, sample, *args, **kwargs):
+        sizes.append(tuple(sample.shape[-2:]))
+        return forward(self, sample, *args, **kwargs)
+
+    hires = dict(enable_hr=True, hr_scale=2.0, hr_upscaler="Latent", denoising_strength=0.5)
+    plain = ctx.queue.run(req(**hires))
+    monkeypatch.setattr(controlnet_run.UnitControlNet, "forward", counting)
+    steered = ctx.queue.run(req(unit(), **hires))
+    assert steered.images[0].size == (128, 128) and "ControlNet 0" in parse_infotext(steered.infotexts[0])
+    assert sizes.count((8, 8)) == 3 and sizes.count((16, 16)) >= 1  # the control map follows the hires size
+    assert np.abs(px(steered) - px(plain)).max() > 3
+    zero = ctx.queue.run(req(unit(weight=0.0), **hires))
+    assert np.array_equal(px(zero), px(plain))

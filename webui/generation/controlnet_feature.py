@@ -76,7 +76,6 @@ class ControlNetFeature:
             raise ControlNetJobError("ControlNet units with a 9-channel inpainting checkpoint are not supported yet; "
                                      "use a regular checkpoint (inpaint works with it, and inpaint_only for the unit)")
         device = getattr(pipe, "_execution_device", pipe.unet.device)  # offload hooks keep weights on the CPU
-        kind = pipelines.effective_kind(pipe, req.mode)
         init_image = req.init_images[0] if req.mode != "txt2img" and req.init_images else None
         job = prepare_job(req.controlnet_units, p.model, self.manager, req.width, req.height,
                           cfg=req.cfg_scale > 1, init_image=init_image,
@@ -86,7 +85,9 @@ class ControlNetFeature:
         slot = self._slot(pipe)
         p.enter(_installed(slot, [u.net for u in job.prepared]))
         p.extra_components["controlnet"] = slot
-        p.pipeline_kwargs.update(job.call_kwargs(kind, device, pipe.unet.dtype))
+        # Per call, since a hires pass is an img2img call after a txt2img one: the control image
+        # changes its keyword, and diffusers resizes it to that pass's size.
+        p.on_pass(lambda pass_kind, _pass: job.call_kwargs(pass_kind, device, pipe.unet.dtype))
         p.extra_infotext.update(job.infotext())
         if not self.settings.get("control_net_no_detectmap"):  # the extension's option hides them everywhere
             p.extra_images.extend(job.detected)
