@@ -65,6 +65,28 @@ def test_unit_upload_preview_canny_and_generate(browser, app, tmp_path):  # noqa
     page.close()
 
 
+def test_img2img_unit_without_an_image_uses_the_input(browser, app, tmp_path):  # noqa: F811
+    picture = render(ShapeSpec("circle", "green", "white", 40, 28, 18))
+    path = tmp_path / "circle.png"
+    picture.save(path)
+    unit = "#img2img_controlnet_unit0"
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(app)
+    page.wait_for_selector("#txt2img_generate")
+    page.get_by_role("tab", name="img2img", exact=True).first.click()
+    page.locator("#img2img_image input[type=file]").set_input_files(str(path))
+    page.locator("#img2img_controlnet").get_by_text("ControlNet").first.click()
+    page.locator(f"{unit}_enable input").check()
+    page.locator(f"{unit}_type").get_by_text("Canny", exact=True).click()
+    expect(page.locator(f"{unit}_model input")).to_have_value(re.compile(r"^demo-shapes-canny-scribble \["),
+                                                              timeout=30_000)
+    page.locator("#img2img_prompt textarea").fill("a green circle on a white background")
+    page.locator("#img2img_generate").click()
+    expect(page.locator("#img2img_gallery img")).to_have_count(2, timeout=180_000)  # the image, then the map
+    expect(page.locator("#img2img_info textarea")).to_have_value(re.compile(r'ControlNet 0: "Module: canny'))
+    page.close()
+
+
 def test_pose_editor_drag_a_joint_and_send_to_a_unit(browser, app, tmp_path):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app)

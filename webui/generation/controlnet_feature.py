@@ -85,14 +85,22 @@ class ControlNetFeature:
         slot = self._slot(pipe)
         p.enter(_installed(slot, [u.net for u in job.prepared]))
         p.extra_components["controlnet"] = slot
-        # Per call, since a hires pass is an img2img call after a txt2img one: the control image
-        # changes its keyword, and diffusers resizes it to that pass's size.
-        p.on_pass(lambda pass_kind, _pass: job.call_kwargs(pass_kind, device, pipe.unet.dtype))
+        p.on_pass(lambda kind, job_pass: _pass_kwargs(job, kind, job_pass, device, pipe.unet.dtype))
         p.extra_infotext.update(job.infotext())
         if not self.settings.get("control_net_no_detectmap"):  # the extension's option hides them everywhere
             p.extra_images.extend(job.detected)
         if job.paste_back:
             p.on_image(lambda _p, _index, image: job.finish([image])[0])
+
+
+def _pass_kwargs(job, kind: str, job_pass, device, dtype) -> dict:
+    """The units' arguments for one pipeline call. Per call, since a hires pass is an img2img call
+    after a txt2img one: the control image changes its keyword, and the img2img pipelines size it
+    by ``width``/``height`` (default: the map's own size), so the hires pass passes its own."""
+    kwargs = job.call_kwargs(kind, device, dtype)
+    if kind != "txt2img":
+        kwargs.update(width=job_pass.width, height=job_pass.height)
+    return kwargs
 
 
 @contextlib.contextmanager
