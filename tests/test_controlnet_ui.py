@@ -63,6 +63,15 @@ def test_png_info_restores_units_from_infotext(panel):
     assert updates[0] is False  # unit 0 is not in the infotext: switched off
 
 
+def test_send_to_img2img_pastes_units_from_an_infotext_string(panel):
+    text = ('a cube\nSteps: 3, Seed: 7, ControlNet 0: "Module: invert, Model: None, Weight: 0.5, Resize Mode: '
+            'Just Resize, Guidance Start: 0.0, Guidance End: 1.0, Control Mode: Balanced"')
+    updates = panel.paste_updates(text)
+    assert updates[0] is True and updates[1] == "invert" and updates[3] == 0.5
+    assert updates[13] is False  # unit 1 is not in the infotext: switched off
+    assert all(u == gr.update() for u in panel.paste_updates(""))  # no infotext: nothing changes
+
+
 def test_png_info_maps_a_known_model_with_another_hash_to_its_title(panel, tmp_path):
     import torch
     from safetensors.torch import save_file

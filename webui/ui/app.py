@@ -79,6 +79,13 @@ def build_ui(ctx) -> gr.Blocks:
                         img2img_inputs.IMG2IMG)
         wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
                         img2img_inputs.INPAINT)
+        # ControlNet N infotext restores img2img's units too, as PNG Info does for txt2img's.
+        for button in (pnginfo.send_to_img2img, pnginfo.send_to_inpaint):
+            img2img.controlnet.wire_paste(button, [pnginfo.parameters], lambda text: text)
+        for button in (txt2img.send_to_img2img, txt2img.send_to_inpaint):
+            img2img.controlnet.wire_paste(button, [txt2img.output.last_infotexts, txt2img.output.selected],
+                                          lambda texts, i: texts[i] if texts and i is not None and i < len(texts)
+                                          else (texts[0] if texts else None))
         for gallery_tab in (txt2img, img2img):
             wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output, extras, tabs)
         pnginfo.send_to_extras.click(lambda image: (image, gr.Tabs(selected="extras")), pnginfo.image,

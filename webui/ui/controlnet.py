@@ -106,6 +106,21 @@ class ControlNetPanel:
         return updates
 
 
+    def paste_updates(self, text: str | None) -> list:
+        """``restore_updates`` from an infotext string; nothing changes without one."""
+        if not text:
+            return [gr.update() for _ in self.restore_targets()]
+        from webui.infotext import parse_infotext
+
+        return self.restore_updates(parse_infotext(text))
+
+    def wire_paste(self, button, inputs: list, text_of) -> None:
+        """When ``button`` sends an image's infotext to this tab ("Send to img2img"), restore the units
+        from it too; ``text_of(*input values)`` picks the infotext."""
+        button.click(lambda *values: self.paste_updates(text_of(*values)), inputs, self.restore_targets(),
+                     show_progress="hidden", api_visibility="private")
+
+
 _RESTORED = ("enabled", "module", "model", "weight", "resize_mode", "low_vram", "processor_res", "threshold_a",
              "threshold_b", "guidance_start", "guidance_end", "pixel_perfect", "control_mode")
 
