@@ -142,8 +142,9 @@ def test_a1111_client_defaults_are_accepted_and_unknowns_logged(client, caplog):
         _, info = txt2img(client, **body)
     assert info["sampler_name"] == "Euler" and info["seed"] == 3
     warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "denoising_strength" in warning and "hr_upscaler" in warning and "some_future_field" in warning
-    assert "enable_hr" not in warning  # at its default: nothing to warn about
+    assert "some_future_field" in warning
+    # hires / refiner fields are request fields now: nothing to warn about at their defaults
+    assert not any(name in warning for name in ("enable_hr", "hr_upscaler", "denoising_strength", "refiner"))
 
 
 def test_override_settings_clip_skip_applies_to_one_request(ctx, client):
@@ -255,13 +256,14 @@ BAD_TXT2IMG = [
     ({"scheduler": "Bogus"}, "scheduler", "Unknown schedule type 'Bogus'"),
     ({"styles": ["no-such-style"]}, "styles", "unknown style(s): no-such-style"),
     ({"styles": "oops"}, "styles", "valid list"),
-    ({"enable_hr": True, "denoising_strength": 0.5}, "enable_hr", "hires fix is not implemented"),
+    ({"enable_hr": True, "hr_scale": 0}, "hr_scale", "must be above 0"),
+    ({"enable_hr": True, "hr_upscaler": "Nope"}, "hr_upscaler", "unknown upscaler 'Nope'"),
     ({"restore_faces": True}, "restore_faces", "face restoration is not implemented"),
     ({"tiling": "sometimes"}, "tiling", "valid boolean"),
     ({"seed_resize_from_w": 5000}, "seed_resize_from_w", "from -1 to 4096"),
     ({"script_name": "x/y/z plot"}, "script_name", "scripts are not implemented"),
     ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "alwayson_scripts", "ADetailer"),  # ControlNet is supported
-    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "refiner is not implemented"),
+    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "no checkpoint matches"),
     ({"firstpass_image": "aGVsbG8="}, "firstpass_image", "hires fix"),
     ({"sampler_name": "Euler a", "eta": 0.5}, "eta", "Euler a runs with eta 1"),
     ({"sampler_name": "DDIM", "eta": 0.3}, "eta", "DDIM runs with eta 0"),
@@ -287,8 +289,8 @@ def test_bad_txt2img_input_is_a_422_naming_the_field(client, body, field, messag
 
 
 def test_several_bad_fields_are_reported_together(client):
-    data = client.post("/sdapi/v1/txt2img", json={"steps": 0, "width": 65, "enable_hr": True}).json()
-    assert {d["field"] for d in data["detail"]} == {"steps", "width", "enable_hr"}
+    data = client.post("/sdapi/v1/txt2img", json={"steps": 0, "width": 65, "enable_hr": True, "hr_scale": -1}).json()
+    assert {d["field"] for d in data["detail"]} == {"steps", "width", "hr_scale"}
 
 
 @pytest.mark.parametrize("content, message", [
