@@ -83,3 +83,19 @@ def train_folder(tmp_path_factory) -> Path:
         if i < 3:
             (folder / f"img{i}.txt").write_text(canonical_caption(spec.shape, spec.colour, spec.background) + ", shape")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sd15(tiny_sd15, kit_dir):
+    """Tiny ControlNet for the tiny SD 1.x model, in every file form (tests/controlnet_kit.py)."""
+    from tests.controlnet_kit import build_tiny_controlnet
+
+    return build_tiny_controlnet("sd15", tiny_sd15.load_pretrained(), kit_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sdxl(tiny_sdxl, kit_dir):
+    """Tiny ControlNet for the tiny SDXL model, in every file form (tests/controlnet_kit.py)."""
+    from tests.controlnet_kit import build_tiny_controlnet
+
+    return build_tiny_controlnet("sdxl", tiny_sdxl.load_pretrained(), kit_dir)

@@ -262,7 +262,7 @@ BAD_TXT2IMG = [
     ({"tiling": "sometimes"}, "tiling", "valid boolean"),
     ({"seed_resize_from_w": 5000}, "seed_resize_from_w", "from -1 to 4096"),
     ({"script_name": "x/y/z plot"}, "script_name", "scripts are not implemented"),
-    ({"alwayson_scripts": {"controlnet": {"args": []}}}, "alwayson_scripts", "controlnet"),
+    ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "alwayson_scripts", "ADetailer"),  # ControlNet is supported
     ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "no checkpoint matches"),
     ({"firstpass_image": "aGVsbG8="}, "firstpass_image", "hires fix"),
     ({"sampler_name": "Euler a", "eta": 0.5}, "eta", "Euler a runs with eta 1"),

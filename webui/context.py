@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,6 +49,7 @@ class AppContext:
     status: str = ""  # the one-line model status shown in the UI header
     startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
     security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
+    controlnets: Any = None  # webui.models.controlnet.ControlNetManager
     networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
     startup_size: int | None = None  # that checkpoint's native size, read from its header while it loads
     training: TrainingService | None = None  # LoRA / embedding training jobs (webui/training/service.py)
@@ -155,18 +157,24 @@ def _startup_guess(models: ModelManager, ckpt) -> tuple[str, int | None]:
 
 
 def build_core(args: argparse.Namespace, paths: Paths, policy: DevicePolicy,
-               settings: Settings) -> tuple[CoreContext, NetworkManager]:
-    """The model manager, networks, upscalers and generation core for one device: the front's, and
-    each scale-out replica's (webui/scale/replica.py), so a feature wired in here runs the same on both."""
+               settings: Settings) -> tuple[CoreContext, NetworkManager, Any]:
+    """The model manager, networks, ControlNets, upscalers and generation core for one device: the
+    front's, and each scale-out replica's (webui/scale/replica.py), so a feature wired in here runs
+    the same on both. Returns (core, networks, controlnets)."""
+    from webui.generation.controlnet_feature import ControlNetFeature
+    from webui.models.controlnet import ControlNetManager
+
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     networks = NetworkManager.from_paths(paths, settings, args)
+    controlnets = ControlNetManager.from_paths(paths, settings, allow_unsafe_pickle=args.disable_safe_unpickle)
     upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
                                 half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
                                 extra_dirs=dict(paths.upscaler_dirs))
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=StyleStore(paths.styles_file), version=VERSION, upscalers=upscalers,
-                       features=[NetworksFeature(networks), RefinerFeature(models, settings)])
-    return core, networks
+                       features=[NetworksFeature(networks), ControlNetFeature(controlnets, settings),
+                                 RefinerFeature(models, settings)])
+    return core, networks, controlnets
 
 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings,
@@ -183,7 +191,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         from webui.scale.front import front_policy
 
         policy = front_policy(args)
-    core, networks = build_core(args, paths, policy, settings)
+    core, networks, controlnets = build_core(args, paths, policy, settings)
     models, styles, upscalers = core.models, core.styles, core.upscalers
     training = TrainingService(paths, core, networks, loading=lambda: bool(contexts) and contexts[0].loading)
 
@@ -230,7 +238,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                      core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
                      security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks,
-                     training=training)
+                     training=training, controlnets=controlnets)
     contexts.append(ctx)
     if load_in_background:
         ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")

@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
+from webui.api.controlnet import build_controlnet_router
 from webui.api.errors import ApiError, route_class
 from webui.api.train import build_train_router
 from webui.api.networks import apply_vae_option, build_networks_router
@@ -381,6 +382,7 @@ def api_routers(ctx) -> list[APIRouter]:
         build_router(ctx),
         build_networks_router(ctx),
         build_train_router(ctx),
+        build_controlnet_router(ctx),  # sd-webui-controlnet's /controlnet/* routes
     ]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from webui.api import controlnet as controlnet_api
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
 from webui.api.networks import check_vae_override
@@ -75,8 +76,9 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
     if body.script_name and body.script_name.strip().lower() not in ("", "none"):
         refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
-    if body.alwayson_scripts:
-        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, body.alwayson_scripts))}")
+    scripts = [k for k in body.alwayson_scripts or {} if str(k).lower() != "controlnet"]  # ControlNet: see plan_request
+    if scripts:
+        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, scripts))}")
     if getattr(body, "firstpass_image", None):
         refuse("firstpass_image", "starting hires fix from a given first-pass image is not implemented; "
                                   "send the image to /sdapi/v1/img2img instead")
@@ -236,6 +238,7 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
     data.update(_hires_fields(body))
     data.update(extra or {})
     data.update(_from_infotext(body))
+    data["controlnet_units"] = controlnet_api.request_units(body.alwayson_scripts, ctx, errors)
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
     if checkpoint is not None:
         if body.override_settings_restore_afterwards:
@@ -335,6 +338,8 @@ def response_dict(plan: Plan, result: GenerationResult, job, ctx, parameters: di
     write_info = bool(_setting(result.request, ctx, "enable_pnginfo"))
     images = [encode_png(image, text if write_info else None)
               for image, text in zip(result.images, result.infotexts)] if plan.body.send_images else []
+    if plan.body.send_images:
+        images += controlnet_api.detected_map_images(result, ctx)  # after the images, as sd-webui-controlnet
     info = info_dict(plan, result, job, ctx)
     if result.comments:
         info["comments"] = "\n".join(result.comments)  # A1111 puts notes such as "mask is blank" here

@@ -164,6 +164,7 @@ def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, schedu
             kwargs.update(width=job_pass.width, height=job_pass.height, mask_image=job_pass.inpaint_mask,
                           masked_image_latents=job_pass.masked_image_latents)
     kwargs.update(p.pipeline_kwargs)
+    kwargs.update(p.pass_kwargs(kind, job_pass))  # per call: a hires pass is img2img after a txt2img one
 
     callbacks = []
     if job_pass.latent_mask is not None and job_pass.init is not None:
@@ -322,7 +323,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
                             prompts=[p.prompt] * len(images), negative_prompts=[p.negative_prompt] * len(images),
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
-                            interrupted=interrupted, paths=paths, comments=list(p.comments))
+                            interrupted=interrupted, paths=paths, comments=list(p.comments),
+                            extra_images=list(p.extra_images))
 
 
 def save_images(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,

@@ -12,10 +12,14 @@ is encoded. A feature may:
   registration order; it gets a ``StepState`` and may return a dict of replaced tensors
   (``latents``, ``prompt_embeds``, ...) which the pipeline then uses;
 - ``p.extra_components["controlnet"] = model``: selects the ControlNet pipeline variant;
-  ``p.pipeline_kwargs``: extra keyword arguments for the pipeline call (control images, scales);
+  ``p.pipeline_kwargs``: extra keyword arguments for every pipeline call of the job;
+- ``p.on_pass(fn)``: keyword arguments that depend on the call, ``fn(kind, job_pass) -> dict``
+  (ControlNet: txt2img pipelines take the control image as ``image``, img2img ones, which a
+  hires pass uses, as ``control_image``);
 - ``p.on_image(fn)``: post-process each decoded image before the overlay and saving;
 - ``p.extra_infotext[key] = value``: infotext keys (A1111's ``extra_generation_params``);
 - ``p.comments``: notes shown to the user with the result;
+- ``p.extra_images``: images handed back with the result, not saved (ControlNet's detected maps).
 - ``p.embeddings``: the textual-inversion embeddings ``encode_prompts`` splices in (networks).
 """
 from __future__ import annotations
@@ -66,9 +70,11 @@ class Processing:
     extra_components: dict[str, Any] = field(default_factory=dict)
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
+    extra_images: list[Any] = field(default_factory=list)  # returned after the images (ControlNet's detected maps)
     embeddings: Any = None  # textual-inversion lookup for encode_prompts (set by the networks feature)
     _steps: list[_Registered] = field(default_factory=list)
     _image_hooks: list[ImageHook] = field(default_factory=list)
+    _pass_hooks: list[Callable[[str, Any], dict]] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -85,6 +91,16 @@ class Processing:
     def on_image(self, fn: ImageHook) -> None:
         """Post-process each decoded image (before the inpaint overlay and saving)."""
         self._image_hooks.append(fn)
+
+    def on_pass(self, fn: Callable[[str, Any], dict]) -> None:
+        """Add ``fn(kind, job_pass)``'s keyword arguments to each pipeline call (kind: the pipeline's)."""
+        self._pass_hooks.append(fn)
+
+    def pass_kwargs(self, kind: str, job_pass) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for fn in self._pass_hooks:
+            out.update(fn(kind, job_pass))
+        return out
 
     def step_callbacks(self) -> list[_Registered]:
         return list(self._steps)

@@ -101,6 +101,8 @@ class GenerationRequest:
     refiner_checkpoint: str = ""
     refiner_switch_at: float = 0.8
     soft_inpainting: Any = None  # A1111's soft inpainting: true, an object of its six settings, or its args list
+    # ControlNet units (webui.generation.controlnet.ControlNetUnit, or sd-webui-controlnet unit dicts)
+    controlnet_units: list[Any] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -192,6 +194,10 @@ class GenerationRequest:
                                      f"must be an object of setting names to values, got {_show(self.override_settings)}"))
         out["override_settings"] = dict(self.override_settings) if isinstance(self.override_settings, dict) else {}
 
+        from webui.generation.controlnet import check_units
+
+        out["controlnet_units"] = check_units(self.controlnet_units, errors)
+
         if errors:
             raise RequestError(errors)
         return dataclasses.replace(self, **out)
@@ -212,6 +218,7 @@ class GenerationResult:
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
     comments: list[str] = field(default_factory=list)  # notes for the user (A1111's p.comment): networks not found, an empty mask ran as img2img
+    extra_images: list[Image.Image] = field(default_factory=list)  # from features: ControlNet's detected maps
 
 
 def _copy(value: Any) -> Any:

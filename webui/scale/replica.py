@@ -72,7 +72,7 @@ class ReplicaCore:
         self.policy = devices.choose_policy(devices.detect(None), devices.PolicyFlags.from_args(args))
         self.settings = Settings(path=None)  # never written: the front owns config.json
         self.settings.update(known_settings(self.settings, settings), save=False)
-        self.core, _ = build_core(args, self.paths, self.policy, self.settings)  # the same core as the front's
+        self.core, _, _ = build_core(args, self.paths, self.policy, self.settings)  # the same core as the front's
         self.models = self.core.models
 
     def select(self, name: str, path: str = "") -> str:

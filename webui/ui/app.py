@@ -14,6 +14,7 @@ from webui.ui.extra_networks import build_vae_quicksetting
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.model_status import attach_model_status, size_after_swap
 from webui.ui.pnginfo import build_pnginfo
+from webui.ui.pose_editor import build_pose_editor
 from webui.ui.send_to import wire_gallery_send, wire_image_send
 from webui.ui.settings_tab import build_settings
 from webui.ui.train import build_train
@@ -25,7 +26,8 @@ STATIC = Path(__file__).with_name("static")
 def launch_kwargs() -> dict:
     """Page-level CSS and JS (Gradio 6 takes them at launch)."""
     return {"css": (STATIC / "style.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                            for name in ("shortcuts.js", "pose_editor.js")),
             "footer_links": ["api", "gradio"]}
 
 
@@ -72,6 +74,9 @@ def build_ui(ctx) -> gr.Blocks:
                 pnginfo = build_pnginfo(txt2img, tabs, "txt2img")
             with gr.Tab("Train", id="train", elem_id="tab_train"):
                 build_train(ctx)
+            with gr.Tab("OpenPose Editor", id="openpose_editor", elem_id="tab_openpose_editor"):
+                build_pose_editor({"txt2img": (txt2img.controlnet, "txt2img"),
+                                   "img2img": (img2img.controlnet, "img2img")}, tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
         wire_gallery_send(txt2img.send_to_img2img, txt2img.output, img2img, tabs, img2img_inputs.IMG2IMG)
@@ -80,6 +85,13 @@ def build_ui(ctx) -> gr.Blocks:
                         img2img_inputs.IMG2IMG)
         wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
                         img2img_inputs.INPAINT)
+        # ControlNet N infotext restores img2img's units too, as PNG Info does for txt2img's.
+        for button in (pnginfo.send_to_img2img, pnginfo.send_to_inpaint):
+            img2img.controlnet.wire_paste(button, [pnginfo.parameters], lambda text: text)
+        for button in (txt2img.send_to_img2img, txt2img.send_to_inpaint):
+            img2img.controlnet.wire_paste(button, [txt2img.output.last_infotexts, txt2img.output.selected],
+                                          lambda texts, i: texts[i] if texts and i is not None and i < len(texts)
+                                          else (texts[0] if texts else None))
         for gallery_tab in (txt2img, img2img):
             wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output, extras, tabs)
         pnginfo.send_to_extras.click(lambda image: (image, gr.Tabs(selected="extras")), pnginfo.image,

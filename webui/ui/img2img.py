@@ -10,6 +10,7 @@ from webui.generation import image_fields
 from webui.generation.img2img_batch import batch_requests
 from webui.generation.outpaint import DIRECTIONS, METHODS, OutpaintJob
 from webui.generation.request import GenerationRequest
+from webui.ui.controlnet import ControlNetPanel, build_controlnet_panel
 from webui.ui.extra_networks import build_extra_networks
 from webui.generation.soft_inpaint import LIMITS, SoftInpainting
 from webui.ui import img2img_inputs as inputs
@@ -62,6 +63,7 @@ class Img2ImgTab:
     soft_enabled: gr.Checkbox
     soft_sliders: list
     send_to_extras: gr.Button | None = None
+    controlnet: ControlNetPanel | None = None  # units without an image use the img2img input (A1111)
 
     def paste_targets(self) -> dict[str, gr.components.Component]:
         """GenerationRequest field -> component, for infotext pastes (choice fields take their labels)."""
@@ -175,6 +177,7 @@ def build_img2img(ctx) -> Img2ImgTab:
             denoising_strength = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                            elem_id="img2img_denoising_strength")
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
+            controlnet = build_controlnet_panel(ctx, TAB, width, height, img2img=True)
         with gr.Column(scale=1):
             output = build_output(TAB)
             send_to_extras = gr.Button("Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
@@ -183,7 +186,7 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
     tab = Img2ImgTab(row, controls, output, subtabs, mode, image, sketch, inpaint, denoising_strength, resize_mode,
                      mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls,
-                     soft_enabled, soft_sliders, send_to_extras)
+                     soft_enabled, soft_sliders, send_to_extras, controlnet)
 
     for index, subtab in enumerate((t0, t1, t2, t3, t4, t5)):
         subtab.select(lambda i=index: (i, gr.update(visible=i in inputs.INPAINT_MODES),
@@ -198,12 +201,13 @@ def build_img2img(ctx) -> Img2ImgTab:
              mask_dir, resize_mode, scale_tab, scale_by, denoising_strength, mask_blur, mask_alpha,
              inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, outpaint_method, outpaint_pixels,
              outpaint_directions, noise_q, color_variation, soft_enabled, *soft_sliders]
+    unit_start = len(common) + len(extra)  # the ControlNet units' values come last
 
     def make_requests(*values):
         fields = dict(zip(common_names, values[:len(common_names)]))
         (mode_, image_, sketch_, inpaint_, sketch_inpaint_, upload_image_, upload_mask_, input_dir_, output_dir_,
          mask_dir_, resize_mode_, scale_tab_, scale_by_, denoise_, blur_, alpha_, invert_, fill_, area_, padding_,
-         method_, pixels_, directions_, noise_q_, variation_, soft_, *soft_values) = values[len(common_names):]
+         method_, pixels_, directions_, noise_q_, variation_, soft_, *soft_values) = values[len(common_names):unit_start]
         fields.update(resize_mode=_choice_index(resize_mode_, image_fields.RESIZE_MODES),
                       scale_by=scale_by_ if scale_tab_ == 1 and mode_ != inputs.BATCH else None,
                       denoising_strength=denoise_, mask_blur=int(blur_),
@@ -211,7 +215,8 @@ def build_img2img(ctx) -> Img2ImgTab:
                       inpainting_fill=_choice_index(fill_, image_fields.MASKED_CONTENT),
                       inpaint_full_res=area_ == "Only masked", inpaint_full_res_padding=int(padding_),
                       soft_inpainting={name: float(v) for (name, *_), v in zip(SOFT_SLIDERS, soft_values)}
-                      if soft_ else None)
+                      if soft_ else None,
+                      controlnet_units=controlnet.units_from(values[unit_start:]))
         template = GenerationRequest.from_dict(fields)[0]
         if mode_ == inputs.BATCH:
             return batch_requests(template, input_dir_, output_dir_, mask_dir_,
@@ -227,6 +232,6 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 color_variation=float(variation_)).validate()]
         return [request.validate()]
 
-    wire_common(ctx, TAB, row, controls, output, make_requests, common + extra)
+    wire_common(ctx, TAB, row, controls, output, make_requests, common + extra + controlnet.inputs())
     wire_read_params(row.read_params, row.prompt, tab.paste_targets())
     return tab

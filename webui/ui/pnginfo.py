@@ -67,7 +67,7 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
 
     def send_to(text):
         if not text:
-            return [gr.update() for _ in order] + [gr.Tabs()]
+            return [gr.update() for _ in order] + [gr.update() for _ in controlnet.restore_targets()] + [gr.Tabs()]
         found = infotext_to_request_fields(parse_infotext(text))
         updates = []
         for name in order:
@@ -76,7 +76,9 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
                 updates.append(list(value) if name == "styles" else value)
             else:
                 updates.append(gr.update())
-        return updates + [gr.Tabs(selected=txt2img_tab_id)]
+        return updates + controlnet.restore_updates(parse_infotext(text)) + [gr.Tabs(selected=txt2img_tab_id)]
 
-    send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden", api_visibility="private")
+    controlnet = txt2img.controlnet  # ControlNet N infotext restores the units (not their images)
+    send.click(send_to, raw, [targets[n] for n in order] + controlnet.restore_targets() + [tabs],
+               show_progress="hidden", api_visibility="private")
     return PngInfoTab(image, raw, send_img2img, send_inpaint, send_extras)

@@ -187,7 +187,7 @@ def build_output(tab: str) -> OutputPanel:
 
 def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
     """Submit requests one after another to the shared queue; yield OutputPanel updates while they run."""
-    images, infotexts, seeds, notes = [], [], [], []
+    images, infotexts, seeds, notes, extra = [], [], [], [], []
     keep = gr.update()
     total = None
     try:
@@ -223,6 +223,7 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
             yield "", gr.update(visible=False), keep, keep, error_html(str(exc), tab), keep, keep, keep, keep
             return
         images += result.images
+        extra += result.extra_images  # features' images (ControlNet's detected maps), shown after, not sent on
         infotexts += result.infotexts
         seeds += result.seeds
         notes += [c for c in result.comments if c not in notes]
@@ -230,7 +231,7 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
             notes.append("Interrupted: showing what was finished.")
             break
     message = note_html(" ".join(notes), tab) if notes else ""
-    yield ("", gr.update(visible=False), list(images), infotexts[0] if infotexts else "", message, infotexts, seeds,
+    yield ("", gr.update(visible=False), list(images) + extra, infotexts[0] if infotexts else "", message, infotexts, seeds,
            list(images), 0)
 
 
