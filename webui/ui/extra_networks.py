@@ -180,6 +180,7 @@ def build_extra_networks(ctx, tabname: str, prompt: gr.Textbox, negative: gr.Tex
         for event in (tab.search.change, tab.sort.change, tab.descending.change):
             event(rerender, inputs, tab.cards, show_progress="hidden", api_visibility="private")
         tab.refresh.click(refreshed, inputs, tab.cards, show_progress="hidden", api_visibility="private")
+        on_page_load(rerender, inputs, tab.cards)  # what fits the model loaded now, not at server start
 
     editor_fields = [editor, title, details, description, activation, negative_text, weight, notes, selected]
 

@@ -93,7 +93,9 @@ def lora_cards(networks, default_weight: float = 1.0) -> list[Card]:
 
 
 def embedding_cards(networks, pipe) -> list[Card]:
-    loaded, skipped = networks.embeddings.split(pipe) if pipe is not None else ({}, {})
+    # No model yet (the startup checkpoint loads behind the page): list every file, unchecked.
+    loaded, skipped = networks.embeddings.split(pipe) if pipe is not None else (
+        {e.name: e for e in networks.embeddings.all()}, {})
     cards = []
     for emb in list(loaded.values()) + list(skipped.values()):
         file = emb.file

@@ -50,6 +50,13 @@ def note_html(message: str, tab: str = "txt2img") -> str:
     return f'<div class="note-box" id="{tab}_note">{html.escape(message)}</div>'
 
 
+def comments_html(comments: list[str], tab: str = "txt2img") -> str:
+    """The job's comments under the image (A1111 shows them there too); empty when there are none."""
+    if not comments:
+        return ""
+    return f'<div class="note-box comments" id="{tab}_comments">{html.escape(" ".join(comments))}</div>'
+
+
 @dataclass
 class PromptRow:
     prompt: gr.Textbox
@@ -188,6 +195,7 @@ def build_output(tab: str) -> OutputPanel:
 def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
     """Submit requests one after another to the shared queue; yield OutputPanel updates while they run."""
     images, infotexts, seeds, notes, extra = [], [], [], [], []
+    interrupted = False
     keep = gr.update()
     total = None
     try:
@@ -228,9 +236,11 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
         seeds += result.seeds
         notes += [c for c in result.comments if c not in notes]
         if result.interrupted:
-            notes.append("Interrupted: showing what was finished.")
+            interrupted = True
             break
-    message = note_html(" ".join(notes), tab) if notes else ""
+    message = comments_html(notes, tab)  # what the core said of the job (networks not found, skipped LoRAs, ...)
+    if interrupted:
+        message += note_html("Interrupted: showing what was finished.", tab)
     yield ("", gr.update(visible=False), list(images) + extra, infotexts[0] if infotexts else "", message, infotexts, seeds,
            list(images), 0)
 
