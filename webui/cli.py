@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     safety.add_argument("--disable-safe-unpickle", action="store_true",
                         help="allow .ckpt/.pt files whose pickle runs arbitrary code (dangerous)")
 
+    ext = p.add_argument_group("extensions")
+    ext.add_argument("--disable-all-extensions", action="store_true",
+                     help="start without any extension, built-in ones included (config.json is not changed)")
+    ext.add_argument("--disable-extra-extensions", action="store_true",
+                     help="start with only the built-in extensions (config.json is not changed)")
+
     p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")
     return p
 

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from webui.devices import DevicePolicy
+from webui.extensions.host import ExtensionHost
+from webui.extensions.scripts import run_job
 from webui.generation.core import CoreContext, generate
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import StyleStore
@@ -30,6 +32,7 @@ class AppContext:
     core: CoreContext
     queue: JobQueue
     status: str = ""  # the one-line model status shown in the UI header
+    extensions: ExtensionHost | None = None  # loaded extensions (webui/extensions); None in bare tests
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a txt2img request; every entry point goes through here."""
@@ -76,19 +79,27 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
 def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
     """Create the model manager, styles, core and the started job queue; load the startup model."""
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
+    # Extensions load before the UI (their settings, panels and tabs must exist when it is built).
+    extensions = ExtensionHost(paths.data_dir, settings, args).load()
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=styles, version=VERSION)
 
     def run(job: Job):
         if job.kind == "txt2img":
-            return generate_with_checkpoint(job.payload, core, job.progress)
+            return run_job(extensions, job.payload, lambda req: generate_with_checkpoint(req, core, job.progress), job)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
-            return models.select(job.payload)
+            model = models.select(job.payload)
+            extensions.model_loaded(model)
+            return model
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
     status = models.startup(args.ckpt)
     log.info(status)
-    return AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                      core=core, queue=queue, status=status)
+    ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
+                     core=core, queue=queue, status=status, extensions=extensions)
+    extensions.ctx = ctx
+    if models.current() is not None:
+        extensions.model_loaded(models.current())
+    return ctx

@@ -63,6 +63,10 @@ class GenerationRequest:
     clip_skip: int | None = None  # None: the CLIP_stop_at_last_layers setting (A1111's API has no field)
     override_settings: dict[str, Any] = field(default_factory=dict)
     save_images: bool = True  # the UI saves; A1111's API defaults to False and sets this explicitly
+    # Extensions (checked against the loaded extensions by ExtensionHost, not here): A1111's names.
+    script_name: str | None = None  # a selectable script (X/Y/Z plot, ...) that runs the whole job
+    script_args: dict[str, Any] | list = field(default_factory=dict)  # named (or A1111 positional) args
+    alwayson_scripts: dict[str, Any] = field(default_factory=dict)  # {panel title: {"args": [...] | {...}}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -138,6 +142,14 @@ class GenerationRequest:
                                      f"must be an object of setting names to values, got {_show(self.override_settings)}"))
         out["override_settings"] = dict(self.override_settings) if isinstance(self.override_settings, dict) else {}
 
+        if self.script_name is not None and not isinstance(self.script_name, str):
+            errors.append(FieldError("script_name", f"must be a script name, got {_show(self.script_name)}"))
+        if not isinstance(self.script_args, (dict, list)):
+            errors.append(FieldError("script_args", f"must be a list or an object, got {_show(self.script_args)}"))
+        if not isinstance(self.alwayson_scripts, dict):
+            errors.append(FieldError("alwayson_scripts", f"must be an object of script names, "
+                                                         f"got {_show(self.alwayson_scripts)}"))
+
         if errors:
             raise RequestError(errors)
         return dataclasses.replace(self, **out)
@@ -157,6 +169,7 @@ class GenerationResult:
     request: GenerationRequest
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
+    warnings: list[str] = field(default_factory=list)  # e.g. an extension hook that failed (the job went on)
 
 
 def _copy(value: Any) -> Any:

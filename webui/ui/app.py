@@ -7,6 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from webui.jobs import JobFailed
+from webui.ui.extension_tabs import build_extension_tabs
+from webui.ui.extensions_tab import build_extensions_tab
 from webui.ui.mcp_tools import add_mcp_tools
 from webui.ui.pnginfo import build_pnginfo
 from webui.ui.settings_tab import build_settings
@@ -17,8 +19,11 @@ STATIC = Path(__file__).with_name("static")
 
 def launch_kwargs() -> dict:
     """Page-level CSS and JS (Gradio 6 takes them at launch)."""
-    return {"css": (STATIC / "style.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+    return {"css": (STATIC / "style.css").read_text(encoding="utf-8")
+                   + (STATIC / "extensions.css").read_text(encoding="utf-8"),
+            # extensions.js first: A1111's JS helpers and the localization must exist before extension JS.
+            "head": f"<script>{(STATIC / 'extensions.js').read_text(encoding='utf-8')}</script>"
+                    f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
             "footer_links": ["api", "gradio"]}
 
 
@@ -55,8 +60,12 @@ def build_ui(ctx) -> gr.Blocks:
                 txt2img = build_txt2img(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 build_pnginfo(txt2img, tabs, "txt2img")
+            build_extension_tabs(ctx, txt2img, tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
+            if ctx.extensions is not None:
+                with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                    build_extensions_tab(ctx)
         # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).
         applied.then(lambda: ctx.settings.get("CLIP_stop_at_last_layers"), None, txt2img.clip_skip,
                      show_progress="hidden", api_visibility="private")

@@ -10,7 +10,9 @@ import gradio as gr
 from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
+from webui.extensions.api import ExtensionError
 from webui.jobs import JobFailed
+from webui.ui.extension_panels import build_extension_controls
 
 POLL_SECONDS = 0.25
 
@@ -103,6 +105,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                                                  elem_id="txt2img_subseed_strength")
                 clip_skip = gr.Slider(1, 12, value=ctx.settings.get("CLIP_stop_at_last_layers"), step=1,
                                       label="Clip skip", elem_id="txt2img_clip_skip")
+            extension_controls = build_extension_controls(ctx, "txt2img")
         with gr.Column(scale=1):
             progress = gr.HTML("", elem_id="txt2img_progress_html")
             preview = gr.Image(label="Live preview", visible=False, elem_id="txt2img_preview", interactive=False)
@@ -114,14 +117,15 @@ def build_txt2img(ctx) -> Txt2ImgTab:
                      batch_size, cfg_scale, seed, subseed, subseed_strength, clip_skip)
     last_infotexts = gr.State([])
     last_seeds = gr.State([])
-    request_inputs = list(tab.field_map().values())
+    request_inputs = list(tab.field_map().values()) + extension_controls.inputs
     names = list(tab.field_map().keys())
 
     def run(*values):
         fields_ = dict(zip(names, values))
         try:
+            fields_.update(extension_controls.request_fields(values[len(names):]))
             request = GenerationRequest.from_dict(fields_)[0].validate()
-        except (RequestError, ValueError) as exc:
+        except (RequestError, ExtensionError, ValueError) as exc:
             yield gr.update(), gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
             return
         job = ctx.submit_txt2img(request, source="ui")
@@ -142,6 +146,9 @@ def build_txt2img(ctx) -> Txt2ImgTab:
             yield "", gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
             return
         note = error_html("Interrupted: showing what was finished.") if result.interrupted else ""
+        if getattr(result, "warnings", None):  # e.g. an extension hook failed; the job went on
+            note += '<div class="warning-box" id="txt2img_warnings">' + "<br>".join(
+                html.escape(w) for w in result.warnings) + "</div>"
         info = result.infotexts[0] if result.infotexts else ""
         yield "", gr.update(visible=False), result.images, info, note, result.infotexts, result.seeds
 

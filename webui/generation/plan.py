@@ -1,0 +1,84 @@
+"""The plan of one job: a prompt, negative prompt, seed and subseed for every image.
+
+A1111 keeps these as ``p.all_prompts`` / ``p.all_seeds``; here they are one object the core
+builds after styles and seeds are resolved, hands to extensions (dynamic prompts, prompt
+matrix, wildcards) and then slices per batch. Extensions change the lists; the core checks
+the result before it samples, so a bad edit is refused instead of half-applied.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from webui.generation.seeds import MAX_SEED
+
+
+class PlanError(ValueError):
+    """A plan whose lists do not fit its batch layout, or whose seeds are out of range."""
+
+
+@dataclass
+class BatchPlan:
+    """The prompts and seeds of one batch (``batch_size`` images sampled together)."""
+
+    index: int
+    prompts: list[str]
+    negative_prompts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+
+
+@dataclass
+class GenerationPlan:
+    """Per-image prompts and seeds for a whole job (n_iter batches of batch_size)."""
+
+    prompts: list[str]
+    negative_prompts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+    n_iter: int
+    batch_size: int
+    extra_infotext: dict[str, Any] = field(default_factory=dict)  # A1111's extra_generation_params
+
+    @classmethod
+    def uniform(cls, prompt: str, negative_prompt: str, seeds: list[int], subseeds: list[int], n_iter: int,
+                batch_size: int) -> "GenerationPlan":
+        """Every image with the same prompt (the plan before any extension touches it)."""
+        count = n_iter * batch_size
+        return cls([prompt] * count, [negative_prompt] * count, list(seeds), list(subseeds), n_iter, batch_size)
+
+    @property
+    def count(self) -> int:
+        return self.n_iter * self.batch_size
+
+    def copy(self) -> "GenerationPlan":
+        return copy.deepcopy(self)
+
+    def check(self) -> "GenerationPlan":
+        """Raise PlanError unless every list has one entry per image and values are sane."""
+        if not (isinstance(self.n_iter, int) and isinstance(self.batch_size, int)) or self.n_iter < 1 \
+                or self.batch_size < 1:
+            raise PlanError(f"n_iter and batch_size must be whole numbers >= 1, got {self.n_iter!r}, "
+                            f"{self.batch_size!r}")
+        for name in ("prompts", "negative_prompts", "seeds", "subseeds"):
+            values = getattr(self, name)
+            if not isinstance(values, list) or len(values) != self.count:
+                size = len(values) if isinstance(values, list) else type(values).__name__
+                raise PlanError(f"{name} has {size} entries; the plan makes {self.count} images "
+                                f"({self.n_iter} x {self.batch_size})")
+        if not all(isinstance(p, str) for p in self.prompts + self.negative_prompts):
+            raise PlanError("prompts and negative_prompts must be text")
+        for name in ("seeds", "subseeds"):
+            for value in getattr(self, name):
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                    raise PlanError(f"{name}: {value!r} is not a seed from 0 to {MAX_SEED}")
+        if not isinstance(self.extra_infotext, dict):
+            raise PlanError("extra_infotext must be a dict of infotext key -> value")
+        return self
+
+    def batch(self, index: int) -> BatchPlan:
+        """The slice for batch ``index`` (0-based)."""
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return BatchPlan(index, self.prompts[part], self.negative_prompts[part], self.seeds[part],
+                         self.subseeds[part])
