@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.scripts import build_scripts_router
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
 from webui.infotext import parse_infotext
@@ -320,6 +321,7 @@ def build_router(ctx) -> APIRouter:
 def mount_api(app: FastAPI, ctx) -> None:
     """Add the /sdapi/v1 routes (and /docs when the app has none) to Gradio's FastAPI app."""
     app.include_router(build_router(ctx))
+    app.include_router(build_scripts_router(ctx))  # /scripts, /script-info, /extensions (webui/api/scripts.py)
     if not any(getattr(r, "path", None) == "/docs" for r in app.routes) and app.openapi_url:
         docs = APIRouter(route_class=route_class(basic_auth_guard(getattr(ctx.args, "api_auth", None))))
 

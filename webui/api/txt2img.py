@@ -21,6 +21,7 @@ from PIL import Image
 
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
+from webui.api.scripts import script_fields
 from webui.generation import samplers
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.images import png_info
@@ -36,7 +37,6 @@ IGNORED_FIELDS = (
     "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
     "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
     "refiner_switch_at",  # no refiner (a refiner_checkpoint is refused)
-    "script_args",  # no script (a script_name is refused)
     "comments", "force_task_id", "disable_extra_networks",
 )
 
@@ -80,10 +80,6 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
         value = getattr(body, name)
         if value is not None and value > 0:
             refuse(name, f"resizing the seed is not implemented; send -1 or 0, got {value}")
-    if body.script_name and body.script_name.strip().lower() not in ("", "none"):
-        refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
-    if body.alwayson_scripts:
-        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, body.alwayson_scripts))}")
     if body.refiner_checkpoint and body.refiner_checkpoint.strip().lower() not in ("", "none"):
         refuse("refiner_checkpoint", "the refiner is not implemented; leave refiner_checkpoint empty")
     if body.firstpass_image:
@@ -173,6 +169,9 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         "save_images": body.save_images,
     }
     data.update(_from_infotext(body))
+    scripts, script_errors = script_fields(getattr(ctx, "extensions", None), body.script_name, body.script_args, body.alwayson_scripts)
+    data.update(scripts)
+    errors.extend(script_errors)
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
     if checkpoint is not None:
         if body.override_settings_restore_afterwards:
@@ -260,6 +259,7 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "job_id": job.id,
         "job_seq": job.seq,
         "interrupted": result.interrupted,
+        "warnings": list(getattr(result, "warnings", [])),  # e.g. an extension hook that failed (ours)
     }
 
 

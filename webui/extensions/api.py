@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from webui.generation.plan import BatchPlan, GenerationPlan  # noqa: F401  (re-exported for extensions)
+from webui.generation.request import GenerationRequest, GenerationResult  # noqa: F401  (re-exported)
 
 API_VERSION = 1
 HOOKS = ("plan", "patch", "step", "image", "before_save", "after_save", "after_job", "infotext_pasted",

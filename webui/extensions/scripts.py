@@ -29,6 +29,7 @@ class ScriptContext:
         self.progress = job.progress if job is not None else None
         self.warnings: list[str] = []
         self.calls = 0
+        self._original_checkpoint = None  # the model active before switch_checkpoint, restored after the job
 
     @property
     def interrupted(self) -> bool:
@@ -51,6 +52,34 @@ class ScriptContext:
         result = self._generate(request)
         self.warnings += [w for w in getattr(result, "warnings", []) if w not in self.warnings]
         return result
+
+    def switch_checkpoint(self, name: str | None):
+        """Make checkpoint ``name`` active for the following process() calls (restored after the job).
+
+        Scripts that vary the checkpoint switch once per group of cells instead of per image.
+        """
+        ctx = self.host.ctx
+        if not name or ctx is None:
+            return None
+        current = ctx.models.current()
+        if self._original_checkpoint is None and current is not None:
+            self._original_checkpoint = current.info.filename
+        info = ctx.models.find(name)
+        if current is not None and info is not None and info.filename == current.info.filename:
+            return current
+        self.set_text(f"{self.script.title}: loading {name}")
+        model = ctx.models.select(name)  # ModelLoadError for an unknown name: the job fails with its message
+        self.host.model_loaded(model)
+        return model
+
+    def restore_checkpoint(self) -> None:
+        ctx = self.host.ctx
+        original, self._original_checkpoint = self._original_checkpoint, None
+        if ctx is None or original is None:
+            return
+        current = ctx.models.current()
+        if current is None or current.info.filename != original:
+            self.host.model_loaded(ctx.models.select(original))
 
     def grid_folder(self, request) -> Path:
         overrides = request.override_settings or {}
@@ -85,9 +114,13 @@ def run_job(host, request, generate: Callable, job=None):
             ctx.set_text(f"{script.title}")
             try:
                 result = script.run(ctx, dataclasses.replace(request, script_name=None, script_args={}), params)
+            except ValueError as exc:  # the script refused its input: the user's message, not a crash
+                raise ValueError(f"{script.title}: {exc}") from None
             except Exception as exc:
                 host.failed(script.extension, f"script {script.title}", exc)
                 raise RuntimeError(f"{script.title} failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                ctx.restore_checkpoint()
             if result is None:
                 raise RuntimeError(f"{script.title} returned no result")
             result.warnings = list(dict.fromkeys(list(result.warnings) + ctx.warnings))

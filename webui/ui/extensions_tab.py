@@ -82,7 +82,8 @@ def build_extensions_tab(ctx) -> None:
             names = [r.name for r in host.records]
             disabled = set(host.settings.get("disabled_extensions"))
             enabled = gr.CheckboxGroup(names, value=[n for n in names if n not in disabled],
-                                       label="Enabled extensions", elem_id="extensions_enabled")
+                                       label="Enabled extensions", elem_id="extensions_enabled",
+                                       elem_classes=["notranslate"])
             disable_all = gr.Radio(["none", "extra", "all"], value=host.settings.get("disable_all_extensions"),
                                    label="Disable all extensions", elem_id="extensions_disable_all")
             result = gr.HTML("", elem_id="extensions_result")
