@@ -50,3 +50,12 @@ def app_context(tiny_sd15, tiny_sdxl, tmp_path_factory):
                               "--ckpt", str(tiny_sd15.single_file)])
     yield ctx
     ctx.queue.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_inpaint(kit_dir) -> TinyModel:
+    """Tiny SD 1.x inpainting model (9-channel UNet) in the same three forms.
+
+    Kept in its own folder: tests that scan the tiny_sd15 checkpoint folder must not find it.
+    """
+    return build_tiny("sd15-inpaint", kit_dir / "inpaint")

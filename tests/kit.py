@@ -28,7 +28,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
-ARCHES = ("sd15", "sdxl")
+ARCHES = ("sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint")  # the -inpaint ones have 9-channel UNets
 
 # Old cache folders are pruned only when clearly abandoned, so a concurrent test
 # run that still uses an older kit version keeps its files.
@@ -39,7 +39,7 @@ _PRUNE_AFTER_S = 3600
 class TinyModel:
     """One tiny model in its three on-disk forms (see module docstring)."""
 
-    arch: str  # "sd15" | "sdxl"
+    arch: str  # "sd15" | "sdxl" | "sd15-inpaint" | "sdxl-inpaint"
     diffusers_dir: Path
     single_file: Path
     config_dir: Path
@@ -49,9 +49,7 @@ class TinyModel:
         """The diffusers text-to-image pipeline class for this architecture."""
         import diffusers
 
-        if self.arch == "sdxl":
-            return diffusers.StableDiffusionXLPipeline
-        return diffusers.StableDiffusionPipeline
+        return getattr(diffusers, _PIPELINE_CLASSES[self.arch])
 
     def load_pretrained(self, **kwargs):
         """Load the diffusers folder (offline)."""
@@ -94,6 +92,10 @@ def tiny_model_paths(arch: str, root: Path) -> TinyModel:
         single_file=checkpoints / f"tiny-{arch}.safetensors",
         config_dir=checkpoints / f"tiny-{arch}.config",
     )
+
+
+_PIPELINE_CLASSES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
+                     "sd15-inpaint": "StableDiffusionInpaintPipeline", "sdxl-inpaint": "StableDiffusionXLInpaintPipeline"}
 
 
 def _scheduler(config_name: str):
@@ -146,15 +148,17 @@ def _perturb(module: torch.nn.Module) -> torch.nn.Module:
     return module.eval()
 
 
-def _build_sd15():
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+def _build_sd15(inpaint: bool = False):
+    import diffusers
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(0)
     # Attention only on the 16x16 level: at 32x32 it made a 2-step generation
-    # several times slower on a busy CPU.
+    # several times slower on a busy CPU. An inpainting UNet takes 9 channels:
+    # latents, mask, masked-image latents.
     unet = _perturb(UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=32, in_channels=9 if inpaint else 4, out_channels=4, layers_per_block=2,
         block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
         attention_head_dim=8, norm_num_groups=32,
@@ -163,15 +167,17 @@ def _build_sd15():
     vae = _perturb(_vae(0.18215, False))
     torch.manual_seed(2)
     text_encoder = _perturb(CLIPTextModel(_clip_config(32, 4, "quick_gelu", 32)))
-    return StableDiffusionPipeline(
+    cls = diffusers.StableDiffusionInpaintPipeline if inpaint else diffusers.StableDiffusionPipeline
+    return cls(
         vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer("clip"), unet=unet,
         scheduler=_scheduler("sd15"), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
 
 
-def _build_sdxl():
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+def _build_sdxl(inpaint: bool = False):
+    import diffusers
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     time_dim, pooled_dim = 8, 32
@@ -179,7 +185,7 @@ def _build_sdxl():
     # layers_per_block=1 (sd15 uses 2) so the fixtures cover the block arithmetic
     # both ways.
     unet = _perturb(UNet2DConditionModel(
-        sample_size=32, in_channels=4, out_channels=4, layers_per_block=1,
+        sample_size=32, in_channels=9 if inpaint else 4, out_channels=4, layers_per_block=1,
         block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), transformer_layers_per_block=(1, 2),
         attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=32 + 64,
@@ -194,7 +200,8 @@ def _build_sdxl():
     # Wider than the first encoder (the single-file loader tells them apart by
     # width) and 10 layers deep so diffusers' own probe (resblocks.9) sees SDXL.
     text_encoder_2 = _perturb(CLIPTextModelWithProjection(_clip_config(64, 10, "gelu", pooled_dim)))
-    return StableDiffusionXLPipeline(
+    cls = diffusers.StableDiffusionXLInpaintPipeline if inpaint else diffusers.StableDiffusionXLPipeline
+    return cls(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
         tokenizer=_tokenizer("clip"), tokenizer_2=_tokenizer("clip-pad-bang"), unet=unet,
         scheduler=_scheduler("sdxl"), force_zeros_for_empty_prompt=True,
@@ -203,7 +210,8 @@ def _build_sdxl():
 
 def build_pipeline(arch: str):
     """Build the tiny pipeline for ``arch`` in memory (seeded, deterministic)."""
-    builders = {"sd15": _build_sd15, "sdxl": _build_sdxl}
+    builders = {"sd15": _build_sd15, "sdxl": _build_sdxl, "sd15-inpaint": lambda: _build_sd15(inpaint=True),
+                "sdxl-inpaint": lambda: _build_sdxl(inpaint=True)}
     if arch not in builders:
         raise ValueError(f"unknown tiny arch {arch!r}; expected one of {ARCHES}")
     return builders[arch]()

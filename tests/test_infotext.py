@@ -60,7 +60,8 @@ def test_vae_keys_sit_after_model_and_extra_replaces_in_place():
                           vae_name="vae.safetensors", vae_hash="abc")
     params = text.split("\n")[-1]
     assert params.startswith("Steps: 99, Sampler: DPM++ 2M, Schedule type: Karras,")
-    assert "Model: m, VAE hash: abc, VAE: vae.safetensors, RNG: CPU, Denoising strength: 0.7, Flag" in params
+    # A1111's create_infotext has a slot for Denoising strength before Clip skip and RNG.
+    assert "Model: m, VAE hash: abc, VAE: vae.safetensors, Denoising strength: 0.7, RNG: CPU, Flag" in params
 
 
 def test_quote_rule():

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from webui.devices import DevicePolicy
+from webui.extensions.feature import ExtensionsFeature
 from webui.extensions.host import ExtensionHost
 from webui.extensions.scripts import run_job
 from webui.generation.core import CoreContext, generate
@@ -35,8 +36,13 @@ class AppContext:
     extensions: ExtensionHost | None = None  # loaded extensions (webui/extensions); None in bare tests
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
-        """Queue a txt2img request; every entry point goes through here."""
-        return self.queue.submit(request, kind="txt2img", source=source)
+        """Queue a generation request (any mode); every entry point goes through here."""
+        return self.submit_generation(request, source)
+
+    def submit_generation(self, request: GenerationRequest, source: str = "ui") -> Job:
+        """Queue a txt2img / img2img / inpaint request; the job kind is "txt2img" or "img2img" (A1111's names)."""
+        kind = "txt2img" if request.mode == "txt2img" else "img2img"
+        return self.queue.submit(request, kind=kind, source=source)
 
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
@@ -84,9 +90,10 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     styles = StyleStore(paths.styles_file)
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=styles, version=VERSION)
+    core.features.append(ExtensionsFeature(extensions))  # last: its plan starts from the final prompt
 
     def run(job: Job):
-        if job.kind == "txt2img":
+        if job.kind in ("txt2img", "img2img"):
             return run_job(extensions, job.payload, lambda req: generate_with_checkpoint(req, core, job.progress), job)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             model = models.select(job.payload)

@@ -101,6 +101,9 @@ def build_infotext(
         "VAE": vae_name or None,
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
+        # Slots where A1111 puts these two when an extra sets them (img2img / 9-channel inpainting models).
+        "Denoising strength": None,
+        "Conditional mask weight": None,
         "Clip skip": request.clip_skip if (request.clip_skip or 1) > 1 else None,
         "RNG": RNG_SOURCE,
     }
@@ -169,6 +172,17 @@ _FIELD_MAP: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("Variation seed strength", "subseed_strength", float),
     ("Clip skip", "clip_skip", int),
     ("Denoising strength", "denoising_strength", float),
+    ("Mask blur", "mask_blur_x", int),
+    ("Mask blur", "mask_blur_y", int),
+    ("Masked area padding", "inpaint_full_res_padding", int),
+    ("Noise multiplier", "initial_noise_multiplier", float),
+)
+
+# infotext key -> (field, {written value: field value}) for the img2img choice keys.
+_CHOICE_MAP: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("Masked content", "inpainting_fill", {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}),
+    ("Inpaint area", "inpaint_full_res", {"Whole picture": False, "Only masked": True}),
+    ("Mask mode", "inpainting_mask_invert", {"Inpaint masked": 0, "Inpaint not masked": 1}),
 )
 
 
@@ -197,6 +211,9 @@ def infotext_to_request_fields(params: dict[str, Any]) -> dict[str, Any]:
     for key, name, convert in _FIELD_MAP:
         if key in params and name in names:
             fields[name] = _convert(params[key], convert)
+    for key, name, values in _CHOICE_MAP:
+        if key in params and name in names:
+            fields[name] = values.get(params[key], params[key])
     fields.setdefault("clip_skip", 1)
     fields.setdefault("subseed_strength", 0.0)
 

@@ -259,7 +259,7 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "job_id": job.id,
         "job_seq": job.seq,
         "interrupted": result.interrupted,
-        "warnings": list(getattr(result, "warnings", [])),  # e.g. an extension hook that failed (ours)
+        "comments": list(getattr(result, "comments", [])),  # notes, e.g. an extension hook that failed (ours)
     }
 
 

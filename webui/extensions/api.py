@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from webui.generation.plan import BatchPlan, GenerationPlan  # noqa: F401  (re-exported for extensions)
+from webui.generation.processing import SaveParams  # noqa: F401  (before_save hooks get one)
 from webui.generation.request import GenerationRequest, GenerationResult  # noqa: F401  (re-exported)
 
 API_VERSION = 1
@@ -155,16 +156,6 @@ class ImageInfo:
     prompt: str
     negative_prompt: str
     infotext: str
-
-
-@dataclass
-class SaveParams:
-    """A PNG about to be written: hooks may replace the image, the file name stem or the infotext."""
-
-    image: Any
-    folder: Path
-    stem: str
-    infotext: str | None
 
 
 @dataclass

@@ -110,6 +110,7 @@ class ExtensionHost:
         self._failures: Counter = Counter()
         self._auto_disabled: set[str] = set()
         self._lock = threading.Lock()
+        self._local = threading.local()  # the running generation's JobHooks (the queue has one worker)
         self.model_dirty = False  # a patch failed to undo itself: reload the model before the next job
         register_options(settings)
 
@@ -311,6 +312,23 @@ class ExtensionHost:
                 raise ExtensionError(f"script_name: {name!r} is an always-on script; send it in alwayson_scripts")
             raise ExtensionError(f"script_name: no script named {name!r}; GET /sdapi/v1/scripts lists them")
         return script, check_params(script.params, args, f"script_args ({script.title})")
+
+    def active_hooks(self):
+        """The JobHooks of the generation running in this thread (set by ``generate_one``), or None."""
+        return getattr(self._local, "hooks", None)
+
+    def generate_one(self, request, generate, job=None):
+        """Run ``generate(request)`` with a fresh JobHooks scope; after_job hooks and warnings go to the result."""
+        hooks = self.job(request, job_id=getattr(job, "id", ""), progress=getattr(job, "progress", None))
+        self._local.hooks = hooks
+        try:
+            result = generate(request)
+        finally:
+            self._local.hooks = None
+        hooks.after_job(result)
+        comments = list(getattr(result, "comments", []))
+        result.comments = comments + [w for w in hooks.warnings if w not in comments]
+        return result
 
     def job(self, request, *, job_id: str = "", progress=None, model=None):
         """The per-job hook dispatcher the generation core calls (see webui/extensions/jobhooks.py)."""

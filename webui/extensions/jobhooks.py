@@ -77,6 +77,27 @@ class JobHooks:
         self._contexts: dict[str, JobContext] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
+    def attach_model(self, model) -> None:
+        """The core leased the model: hooks created before the lease learn which one it is."""
+        from webui.extensions.host import model_view
+
+        self.model = model_view(model)
+        for ctx in self._contexts.values():
+            ctx.model = self.model
+
+    def panel_infotext(self) -> dict[str, Any]:
+        """Infotext keys of the native panels used in this job (params declared with ``infotext=``)."""
+        out: dict[str, Any] = {}
+        for panel in self.host.panels:
+            values = self.panel_values.get(panel.title, {})
+            if panel.build is not None or not panel.active(values):
+                continue
+            for param in panel.params:
+                value = values.get(param.name, param.default)
+                if param.infotext and (panel.enabled_param is not None or value != param.default):
+                    out[param.infotext] = value
+        return out
+
     def context(self, ext: str) -> JobContext:
         """The JobContext an extension's hooks get (one per extension per job)."""
         if ext not in self._contexts:
@@ -128,6 +149,9 @@ class JobHooks:
             if not ok:
                 continue
             try:
+                if draft.batch_size != plan.batch_size:
+                    raise PlanError(f"batch_size may not change ({plan.batch_size} -> {draft.batch_size}); "
+                                    "change n_iter and the lists instead")
                 plan = draft.check()
             except PlanError as exc:
                 self.warn_failure(ext, "plan hook (its change was not applied)", exc)

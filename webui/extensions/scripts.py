@@ -49,8 +49,8 @@ class ScriptContext:
         """Generate one request (no script) through the core; its warnings join the job's."""
         request = dataclasses.replace(request, script_name=None, script_args={})
         self.calls += 1
-        result = self._generate(request)
-        self.warnings += [w for w in getattr(result, "warnings", []) if w not in self.warnings]
+        result = self.host.generate_one(request, self._generate, self.job)
+        self.warnings += [w for w in result.comments if w not in self.warnings]
         return result
 
     def switch_checkpoint(self, name: str | None):
@@ -108,7 +108,7 @@ def run_job(host, request, generate: Callable, job=None):
         except ExtensionError as exc:
             raise ValueError(str(exc)) from None
         if script is None:
-            result = generate(request)
+            result = host.generate_one(request, generate, job)
         else:
             ctx = ScriptContext(host, generate, job, script)
             ctx.set_text(f"{script.title}")
@@ -123,7 +123,7 @@ def run_job(host, request, generate: Callable, job=None):
                 ctx.restore_checkpoint()
             if result is None:
                 raise RuntimeError(f"{script.title} returned no result")
-            result.warnings = list(dict.fromkeys(list(result.warnings) + ctx.warnings))
+            result.comments = list(dict.fromkeys(list(result.comments) + ctx.warnings))
     finally:
         host.reload_if_dirty()
     return result

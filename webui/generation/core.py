@@ -1,22 +1,26 @@
-"""The generation core: GenerationRequest -> GenerationResult. The only place that calls a pipeline.
+"""The generation core: GenerationRequest -> GenerationResult, for txt2img, img2img and inpaint.
 
 Flow per job: validate the request, apply styles, hold the active model for the whole job
-(a swap waits), build the A1111 sampler, encode prompts A1111's way, then for each batch
-make per-image CPU noise, run the pipeline to latents, decode with our own VAE call (so
-the VAE may run in another dtype and NaNs fall back to float32), save PNGs with infotext.
+(a swap waits), open the job's ExitStack and let every registered Feature prepare (see
+``processing``), build the A1111 sampler, encode prompts A1111's way, prepare img2img/inpaint
+inputs (``img2img``), then for each batch make per-image CPU noise, run ``sample`` (the one
+pipeline call, through ``pipelines.call``), decode with our own VAE call, put inpainted
+images back over the original, and save PNGs with infotext.
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from webui.generation import conditioning, previews, samplers, seeds
+from webui.generation import conditioning, img2img, pipelines, previews, samplers, seeds, vae_codec
+from webui.generation.plan import GenerationPlan, batch_conditioning
+from webui.generation.processing import Feature, Processing, SaveParams, StepState, chain_steps, registered_step
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.generation.styles import StyleStore, apply_styles
@@ -24,7 +28,11 @@ from webui.images import ImageSaver, NameFields, expand_pattern, image_grid
 from webui.infotext import build_infotext
 from webui.settings import Settings
 
-log = logging.getLogger(__name__)
+# Where each mode saves (settings keys, with A1111's defaults when the settings lack them).
+OUTPUT_FOLDERS = {
+    "txt2img": (("outdir_txt2img_samples", "outputs/txt2img-images"), ("outdir_txt2img_grids", "outputs/txt2img-grids")),
+    "img2img": (("outdir_img2img_samples", "outputs/img2img-images"), ("outdir_img2img_grids", "outputs/img2img-grids")),
+}
 
 
 @dataclass
@@ -37,43 +45,118 @@ class CoreContext:
     data_dir: Path
     styles: StyleStore | None = None
     version: str | None = None
+    features: list[Feature] = field(default_factory=list)  # prepared into every job, in order
+    pipelines: pipelines.PipelineCache = field(default_factory=pipelines.PipelineCache)
 
 
-def _setting(request: GenerationRequest, settings: Settings, key: str):
+@dataclass
+class SamplingPass:
+    """One pipeline call's inputs besides the prompt: the unit hires fix reuses for its second pass.
+
+    ``kind`` is the request mode; 9-channel checkpoints run it through their inpaint pipeline.
+    ``noise`` is the initial noise (already times the noise multiplier); ``init`` the scaled init
+    latents (None: start from pure noise); ``steps`` the schedule length, ``run`` how many of its
+    last steps are run; ``latent_mask`` [1,1,h,w] is where the image is repainted (None: all of it).
+    """
+
+    kind: str
+    noise: torch.Tensor
+    seed: int  # the batch's first seed (seeds SDE samplers' Brownian noise)
+    width: int
+    height: int
+    steps: int
+    run: int
+    init: torch.Tensor | None = None
+    latent_mask: torch.Tensor | None = None
+    inpaint_mask: torch.Tensor | None = None  # 9-channel UNets: [B,1,H,W] conditioning mask
+    masked_image_latents: torch.Tensor | None = None  # 9-channel UNets: [B,C,h,w]
+    name: str = "main"
+
+
+def setting(request: GenerationRequest, settings: Settings, key: str, default: Any = None):
     """A1111's override_settings win over the saved settings for one request."""
     overrides = request.override_settings or {}
-    return overrides[key] if key in overrides else settings.get(key)
+    if key in overrides:
+        return overrides[key]
+    return settings.get(key) if key in settings.options else default
 
 
-def _decode(pipe, latents: torch.Tensor) -> torch.Tensor:
-    """Latents -> image tensor in [-1, 1]; retries in float32 if the VAE overflows (A1111 does too)."""
-    vae = pipe.vae
-    scaled = latents / vae.config.scaling_factor
-    shift = getattr(vae.config, "shift_factor", None)
-    if shift:
-        scaled = scaled + shift
-    with torch.no_grad():
-        image = vae.decode(scaled.to(vae.dtype)).sample
-        if vae.dtype != torch.float32 and torch.isnan(image).any():
-            log.warning("VAE produced NaNs in %s; decoding again in float32 (use --no-half-vae to avoid this)",
-                        vae.dtype)
-            original = vae.dtype
-            vae.to(torch.float32)
-            try:
-                image = vae.decode(scaled.to(torch.float32)).sample
-            finally:
-                vae.to(original)
-    return image
-
-
-def _output_folder(ctx: CoreContext, key: str, request: GenerationRequest) -> Path:
-    base = Path(_setting(request, ctx.settings, key))
+def _output_folder(ctx: CoreContext, request: GenerationRequest, grids: bool) -> Path:
+    key, default = OUTPUT_FOLDERS["txt2img" if request.mode == "txt2img" else "img2img"][1 if grids else 0]
+    base = Path(setting(request, ctx.settings, key, default))
     folder = base if base.is_absolute() else ctx.data_dir / base
     return folder / datetime.now().strftime("%Y-%m-%d")
 
 
+def _blend_step(init: torch.Tensor, noise: torch.Tensor, repaint: torch.Tensor, skip_start: int):
+    """A1111's inpaint blend per step: outside the mask the latents follow the noised original."""
+
+    def blend(state: StepState):
+        schedule = state.pipe.scheduler.timesteps[skip_start * state.pipe.scheduler.order:]
+        if state.step + 1 >= len(schedule):
+            return None  # the final blend after sampling covers the last step
+        latents = state.tensors["latents"]
+        t_next = schedule[state.step + 1: state.step + 2]
+        noised = state.pipe.scheduler.add_noise(init.to(latents), noise.to(latents), t_next)
+        keep = (1 - repaint).to(latents)
+        return {"latents": noised * keep + latents * repaint.to(latents)}
+
+    return blend
+
+
+def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, scheduler, generators, batch_no: int,
+           progress: Progress) -> torch.Tensor:
+    """Run one pipeline call for ``p`` (every mode and hires pass goes through here); returns latents."""
+    base = p.model.pipe
+    kind = pipelines.effective_kind(base, job_pass.kind)
+    pipe = ctx.pipelines.get(base, kind, p.extra_components)
+    pipe.scheduler = scheduler
+    pipe.set_progress_bar_config(disable=True)  # progress goes to the Progress object instead
+    samplers.seed_scheduler(scheduler, job_pass.seed)
+    batch = job_pass.noise.shape[0]
+    device, dtype = base.unet.device, base.unet.dtype
+    per_prompt = batch // cond.prompt_embeds.shape[0]  # 1 when the plan gave every image its own prompt
+    kwargs: dict[str, Any] = dict(cond.as_pipeline_kwargs(), num_images_per_prompt=per_prompt,
+                                  num_inference_steps=job_pass.steps, guidance_scale=p.request.cfg_scale,
+                                  generator=generators, output_type="latent")
+    given = None
+    if kind == "txt2img":
+        kwargs.update(width=job_pass.width, height=job_pass.height, latents=job_pass.noise.to(device, dtype))
+    else:
+        strength = img2img.diffusers_strength(job_pass.steps, job_pass.run) if job_pass.init is not None else 1.0
+        init = job_pass.init if job_pass.init is not None else torch.zeros_like(job_pass.noise)
+        given = pipelines.GivenLatents(noise=job_pass.noise, init=job_pass.init)
+        kwargs.update(image=init, strength=strength)
+        if kind == "inpaint":
+            kwargs.update(width=job_pass.width, height=job_pass.height, mask_image=job_pass.inpaint_mask,
+                          masked_image_latents=job_pass.masked_image_latents)
+    kwargs.update(p.pipeline_kwargs)
+
+    callbacks = []
+    if job_pass.latent_mask is not None and job_pass.init is not None:
+        skip = job_pass.steps - job_pass.run
+        callbacks.append(registered_step(_blend_step(job_pass.init, job_pass.noise, job_pass.latent_mask, skip)))
+    callbacks += p.step_callbacks()
+
+    def report(state: StepState):
+        progress.step(min(state.step + 1, job_pass.run), state.tensors.get("latents"))
+        if progress.should_stop():
+            state.pipe._interrupt = True  # diffusers skips the remaining steps, then returns
+        return None
+
+    callbacks.append(registered_step(report))
+    on_step, names = chain_steps(p, callbacks, pipe, batch_no, job_pass.run, job_pass.name)
+    latents = pipelines.call(pipe, given, callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=names,
+                             **kwargs).images
+    if job_pass.latent_mask is not None and job_pass.init is not None:
+        # A1111's final blend: unmasked latents are exactly the init's.
+        repaint = job_pass.latent_mask.to(latents)
+        latents = latents * repaint + job_pass.init.to(latents) * (1 - repaint)
+    return latents
+
+
 def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | None = None) -> GenerationResult:
-    """Run one txt2img request to the end (or to an interrupt) and save what it made."""
+    """Run one request to the end (or to an interrupt) and save what it made."""
     progress = progress or Progress()
     started = time.perf_counter()
     req = request.validate()
@@ -81,96 +164,137 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         else (req.prompt, req.negative_prompt)
     seed = seeds.resolve_seed(req.seed)
     subseed = seeds.resolve_seed(req.subseed) if req.subseed_strength > 0 else req.subseed
-    clip_skip = req.clip_skip if req.clip_skip is not None else _setting(req, ctx.settings, "CLIP_stop_at_last_layers")
+    clip_skip = req.clip_skip if req.clip_skip is not None else setting(req, ctx.settings, "CLIP_stop_at_last_layers")
     if not isinstance(clip_skip, int) or not 1 <= clip_skip <= 12:
         raise RequestError([FieldError("override_settings", f"CLIP_stop_at_last_layers must be 1..12, got {clip_skip!r}")])
     timings: dict[str, float] = {}
+    seed_list, subseed_list = seeds.batch_seeds(seed, subseed, req.subseed_strength, req.n_iter * req.batch_size)
 
-    with ctx.models.active() as model:
+    with ctx.models.active() as model, contextlib.ExitStack() as stack:
+        p = Processing(request=req, model=model, prompt=prompt, negative_prompt=negative, seeds=seed_list,
+                       subseeds=subseed_list, stack=stack)
+        for feature in ctx.features:
+            feature.prepare(p)
         pipe = model.pipe
         info = ctx.models.ensure_hash(model.info)
-        base_config = model.scheduler_config
-        pipe.scheduler = samplers.build_scheduler(base_config, req.sampler_name, req.scheduler)
-        pipe.set_progress_bar_config(disable=True)  # progress goes to the Progress object instead
+        scheduler = samplers.build_scheduler(model.scheduler_config, req.sampler_name, req.scheduler)
         t0 = time.perf_counter()
-        cond = conditioning.encode_prompts(pipe, prompt, negative, clip_skip=clip_skip, steps=req.steps,
-                                           comma_backtrack=_setting(req, ctx.settings, "comma_padding_backtrack"))
+        encoded: dict[tuple[str, str], Any] = {}
+
+        def encode(prompt_: str, negative_: str):
+            if (prompt_, negative_) not in encoded:
+                encoded[(prompt_, negative_)] = conditioning.encode_prompts(
+                    pipe, prompt_, negative_, clip_skip=clip_skip, steps=req.steps,
+                    comma_backtrack=setting(req, ctx.settings, "comma_padding_backtrack"))
+            return encoded[(prompt_, negative_)]
+
+        # p.plan: per-image prompts and seeds from extensions (None: every image uses p.prompt).
+        job_plan = p.plan or GenerationPlan.uniform(p.prompt, p.negative_prompt, seed_list, subseed_list,
+                                                    req.n_iter, req.batch_size)
+        encode(p.prompt, p.negative_prompt)
         timings["encode"] = time.perf_counter() - t0
-        progress.preview_every = (_setting(req, ctx.settings, "show_progress_every_n_steps")
-                                  if _setting(req, ctx.settings, "live_previews_enable") else 0)
+        progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
+                                  if setting(req, ctx.settings, "live_previews_enable") else 0)
         progress.make_preview = previews.make_previewer(model)
 
+        t0 = time.perf_counter()
+        init = img2img.prepare(req, pipe) if req.mode != "txt2img" else None
+        nine_channel = pipelines.unet_channels(pipe) == 9
+        extra = dict(init.extra) if init is not None else {}
+        if nine_channel:
+            extra["Conditional mask weight"] = "1.0"  # A1111 writes the float's str()
+        timings["prepare"] = time.perf_counter() - t0
+        p.comments.extend(init.comments if init is not None else [])
+        schedule_steps, run_steps = (img2img.sampling_steps(req.steps, req.denoising_strength) if init is not None
+                                     else (req.steps, req.steps))
+
         info_request = replace(req, seed=seed, subseed=subseed, clip_skip=clip_skip)
-        seed_list, subseed_list = seeds.batch_seeds(seed, subseed, req.subseed_strength, req.n_iter * req.batch_size)
-        images, all_seeds, all_subseeds, infotexts = [], [], [], []
-        latent_shape = (pipe.vae.config.latent_channels, req.height // pipe.vae_scale_factor,
-                        req.width // pipe.vae_scale_factor)
+        images, all_seeds, all_subseeds, infotexts, all_prompts, all_negatives = [], [], [], [], [], []
+        factor = int(getattr(pipe, "vae_scale_factor", 8))
+        latent_shape = (pipe.vae.config.latent_channels, req.height // factor, req.width // factor)
         sampling = decoding = 0.0
-        for batch_no in range(req.n_iter):
+        for batch_no in range(job_plan.n_iter):
             if progress.interrupted:
                 break
-            batch = slice(batch_no * req.batch_size, (batch_no + 1) * req.batch_size)
-            batch_seeds, batch_subseeds = seed_list[batch], subseed_list[batch]
-            progress.begin_batch(batch_no, req.n_iter, req.steps)
+            planned = job_plan.batch(batch_no)
+            batch_seeds, batch_subseeds = planned.seeds, planned.subseeds
+            cond = batch_conditioning([encode(a, b) for a, b in zip(planned.prompts, planned.negative_prompts)],
+                                      lambda: encode("", "").prompt_embeds[:, :77])
+            progress.begin_batch(batch_no, job_plan.n_iter, run_steps)
             generators = seeds.make_generators(batch_seeds)
             noise = seeds.make_noise(latent_shape, batch_seeds, batch_subseeds, req.subseed_strength,
                                      generators=generators)
-
-            def on_step(p, i, t, kwargs):
-                progress.step(i + 1, kwargs.get("latents"))
-                if progress.should_stop():
-                    p._interrupt = True  # diffusers skips the remaining steps, then returns
-                return kwargs
-
-            samplers.seed_scheduler(pipe.scheduler, batch_seeds[0])
+            if init is not None and req.initial_noise_multiplier != 1.0:
+                noise = noise * req.initial_noise_multiplier
+            job_pass = SamplingPass(kind=req.mode, noise=noise, seed=batch_seeds[0], width=req.width,
+                                    height=req.height, steps=schedule_steps, run=run_steps)
+            if init is not None:
+                job_pass.init = img2img.batch_latents(init, 0, req.batch_size, batch_seeds)
+                job_pass.latent_mask = init.latent_mask
+            if nine_channel:
+                job_pass.inpaint_mask, job_pass.masked_image_latents = img2img.inpaint_conditioning(
+                    pipe, init, req.batch_size, 0, req.width, req.height, req.mask_round)
             t1 = time.perf_counter()
-            # The one pipeline call site of the project.
-            latents = pipe(**cond.as_pipeline_kwargs(), num_images_per_prompt=req.batch_size,
-                           num_inference_steps=req.steps, guidance_scale=req.cfg_scale, width=req.width,
-                           height=req.height, latents=noise.to(pipe.unet.device, pipe.unet.dtype),
-                           generator=generators, output_type="latent", callback_on_step_end=on_step,
-                           callback_on_step_end_tensor_inputs=["latents"]).images
+            latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress)
             sampling += time.perf_counter() - t1
             if progress.skipped and not progress.interrupted:
                 continue  # A1111's Skip: drop this batch, go on with the next
             t2 = time.perf_counter()
-            pixels = _decode(pipe, latents)
+            pixels = vae_codec.decode(pipe, latents)
             batch_images = pipe.image_processor.postprocess(pixels.float(), output_type="pil")
             decoding += time.perf_counter() - t2
             for i, image in enumerate(batch_images):
+                for hook in p.image_hooks():
+                    image = hook(p, len(images), image)
+                if init is not None:
+                    image = img2img.finish_image(init, i, image)
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
-                                                prompt=prompt, negative_prompt=negative, version=ctx.version))
+                                                prompt=planned.prompts[i], negative_prompt=planned.negative_prompts[i],
+                                                extra={**extra, **p.extra_infotext}, version=ctx.version))
+                all_prompts.append(planned.prompts[i])
+                all_negatives.append(planned.negative_prompts[i])
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
         timings.update(sampling=sampling, decode=decoding)
         interrupted = progress.interrupted
         t3 = time.perf_counter()
-        paths = _save(ctx, req, images, infotexts, all_seeds, info.model_name, prompt, interrupted)
+        paths = _save(ctx, p, images, infotexts, all_seeds, all_prompts, info.model_name, interrupted)
         timings["save"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - started
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
-                            prompts=[prompt] * len(images), negative_prompts=[negative] * len(images),
+                            prompts=all_prompts, negative_prompts=all_negatives,
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
-                            interrupted=interrupted, paths=paths)
+                            interrupted=interrupted, paths=paths, comments=list(p.comments))
 
 
-def _save(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,
+def _save(ctx: CoreContext, p: Processing, images, infotexts, all_seeds, all_prompts, model_name,
           interrupted: bool) -> list[Path]:
     """Save samples (and a grid for batches) when the settings and the request ask for it."""
-    if not images or interrupted or not req.save_images or not _setting(req, ctx.settings, "samples_save"):
+    req = p.request
+    if not images or interrupted or not req.save_images or not setting(req, ctx.settings, "samples_save"):
         return []  # A1111 does not save incomplete images by default
-    write_info = _setting(req, ctx.settings, "enable_pnginfo")
-    folder = _output_folder(ctx, "outdir_txt2img_samples", req)
-    pattern = _setting(req, ctx.settings, "samples_filename_pattern")
+    write_info = setting(req, ctx.settings, "enable_pnginfo")
+    folder = _output_folder(ctx, req, grids=False)
+    pattern = setting(req, ctx.settings, "samples_filename_pattern")
     saved = []
-    for image, text, s in zip(images, infotexts, all_seeds):
+    hooks = p.save_hooks()
+    for image, text, s, prompt in zip(images, infotexts, all_seeds, all_prompts):
         fields = NameFields(seed=s, prompt=prompt, model_name=model_name, sampler=req.sampler_name, steps=req.steps,
                             cfg=req.cfg_scale, width=req.width, height=req.height)
-        saved.append(ctx.saver.save(image, folder, expand_pattern(pattern, fields), text if write_info else None))
-    if len(images) > 1 and _setting(req, ctx.settings, "grid_save"):
-        grid = image_grid(images)
-        ctx.saver.save_grid(grid, _output_folder(ctx, "outdir_txt2img_grids", req),
-                            infotexts[0] if write_info else None)
+        target = SaveParams(image, folder, expand_pattern(pattern, fields), text)
+        for before, _ in hooks:
+            if before is not None:
+                before(target)
+        path = ctx.saver.save(target.image, target.folder, target.stem, target.infotext if write_info else None)
+        for _, after in hooks:
+            if after is not None:
+                after(path)
+        saved.append(path)
+    if len(images) > 1 and setting(req, ctx.settings, "grid_save"):
+        # Only-masked inpaint returns images at the original's size; a grid needs them equal.
+        if len({im.size for im in images}) == 1:
+            ctx.saver.save_grid(image_grid(images), _output_folder(ctx, req, grids=True),
+                                infotexts[0] if write_info else None)
     return saved

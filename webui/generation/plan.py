@@ -82,3 +82,37 @@ class GenerationPlan:
         part = slice(index * self.batch_size, (index + 1) * self.batch_size)
         return BatchPlan(index, self.prompts[part], self.negative_prompts[part], self.seeds[part],
                          self.subseeds[part])
+
+
+def batch_conditioning(conds: list, empty_chunk):
+    """One Conditioning for a batch whose images have their own prompts.
+
+    ``conds`` are per-image Conditionings (batch 1 each); identical objects mean one prompt for the
+    batch and that object is returned as it is. Otherwise they are stacked on the batch axis, the
+    shorter ones padded with ``empty_chunk()`` (the encoding of an empty 77-token chunk, [1, 77, dim])
+    as A1111 pads prompts of different lengths in one batch; an all-zero negative (SDXL's empty
+    negative) is padded with zeros.
+    """
+    import torch
+
+    first = conds[0]
+    if all(c is first for c in conds):
+        return first
+    length = max(c.prompt_embeds.shape[1] for c in conds)
+    empty = empty_chunk() if any(c.prompt_embeds.shape[1] != length for c in conds) else None
+
+    def pad(tensor, zero: bool):
+        missing = length - tensor.shape[1]
+        if missing == 0:
+            return tensor
+        chunks = missing // empty.shape[1]
+        filler = torch.zeros_like(empty) if zero else empty
+        return torch.cat([tensor, filler.to(tensor).repeat(1, chunks, 1)], dim=1)
+
+    positive = torch.cat([pad(c.prompt_embeds, False) for c in conds])
+    negative = torch.cat([pad(c.negative_prompt_embeds, not bool(c.negative_prompt_embeds.any())) for c in conds])
+    pooled = negative_pooled = None
+    if first.pooled_prompt_embeds is not None:
+        pooled = torch.cat([c.pooled_prompt_embeds for c in conds])
+        negative_pooled = torch.cat([c.negative_pooled_prompt_embeds for c in conds])
+    return type(first)(positive, negative, pooled, negative_pooled)

@@ -1,8 +1,10 @@
 """The one request type every entry point builds, and the result the core returns.
 
-Field names and defaults are A1111's (``/sdapi/v1/txt2img`` payload names), so an
-A1111 client's JSON maps straight onto ``GenerationRequest.from_dict``. Fields of
-later issues (img2img, hires fix, ...) are added here when they land.
+Field names and defaults are A1111's (``/sdapi/v1/txt2img`` and ``/img2img`` payload names,
+processing defaults), so an A1111 client's JSON maps straight onto ``GenerationRequest.from_dict``.
+img2img and inpaint are modes of this one type (``mode``), not other types; their fields are
+checked in ``image_fields``. Features of later issues (hires fix, ControlNet units, scripts)
+add their fields here when they land.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class RequestError(ValueError):
 
 @dataclass
 class GenerationRequest:
-    """A txt2img request with A1111 field names and defaults."""
+    """A txt2img, img2img or inpaint request with A1111 field names and defaults."""
 
     prompt: str = ""
     negative_prompt: str = ""
@@ -67,6 +69,23 @@ class GenerationRequest:
     script_name: str | None = None  # a selectable script (X/Y/Z plot, ...) that runs the whole job
     script_args: dict[str, Any] | list = field(default_factory=dict)  # named (or A1111 positional) args
     alwayson_scripts: dict[str, Any] = field(default_factory=dict)  # {panel title: {"args": [...] | {...}}}
+    # --- img2img / inpaint (A1111's StableDiffusionProcessingImg2Img fields and defaults)
+    mode: str = "txt2img"  # txt2img | img2img | inpaint
+    init_images: list[Image.Image] = field(default_factory=list)
+    resize_mode: int | str = 0  # 0 Just resize, 1 Crop and resize, 2 Resize and fill, 3 latent upscale
+    scale_by: float | None = None  # UI "Resize by": width/height from the first init image
+    denoising_strength: float = 0.75
+    mask: Image.Image | None = None  # white (or transparent in an RGBA mask) = repaint
+    mask_blur: int | None = None  # when given, sets mask_blur_x and mask_blur_y (A1111)
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_round: bool = True
+    inpainting_fill: int | str = 0  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool | int | str = True  # False "Whole picture", True "Only masked"
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int | str = 0  # 0 Inpaint masked, 1 Inpaint not masked
+    initial_noise_multiplier: float = 1.0
+    latent_mask: Image.Image | None = None  # outpainting: a tighter mask for the latent blend than for the overlay
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -116,8 +135,12 @@ class GenerationRequest:
         if not isinstance(self.save_images, bool):
             errors.append(FieldError("save_images", f"must be true or false, got {_show(self.save_images)}"))
 
+        from webui.generation.image_fields import validate_image_fields
+
+        validate_image_fields(self, out, errors)  # may set width/height (scale_by) and batch_size
+
         for name in ("width", "height"):
-            raw = getattr(self, name)
+            raw = out.get(name, getattr(self, name))
             value = _to_int(raw)
             if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 4096 or value % 8:
                 errors.append(FieldError(name, f"must be a multiple of 8 from 64 to 4096, got {_show(raw)}"))
@@ -169,11 +192,11 @@ class GenerationResult:
     request: GenerationRequest
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
-    warnings: list[str] = field(default_factory=list)  # e.g. an extension hook that failed (the job went on)
+    comments: list[str] = field(default_factory=list)  # notes for the user (e.g. an empty mask ran as img2img)
 
 
 def _copy(value: Any) -> Any:
-    # Callers' lists and dicts must not be shared with the request.
+    # Callers' lists and dicts must not be shared with the request (images themselves are shared, not copied).
     if isinstance(value, list):
         return list(value)
     if isinstance(value, dict):

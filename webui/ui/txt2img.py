@@ -146,9 +146,9 @@ def build_txt2img(ctx) -> Txt2ImgTab:
             yield "", gr.update(visible=False), gr.update(), gr.update(), error_html(str(exc)), [], []
             return
         note = error_html("Interrupted: showing what was finished.") if result.interrupted else ""
-        if getattr(result, "warnings", None):  # e.g. an extension hook failed; the job went on
+        if getattr(result, "comments", None):  # e.g. an extension hook failed; the job went on
             note += '<div class="warning-box" id="txt2img_warnings">' + "<br>".join(
-                html.escape(w) for w in result.warnings) + "</div>"
+                html.escape(w) for w in result.comments) + "</div>"
         info = result.infotexts[0] if result.infotexts else ""
         yield "", gr.update(visible=False), result.images, info, note, result.infotexts, result.seeds
 
