@@ -5,8 +5,6 @@ finds images with that seed, ``model:name`` filters by model. "Send to txt2img" 
 txt2img tab from the image's parameters; "Delete" asks for confirmation and only ever deletes
 files inside the outputs folder.
 """
-from __future__ import annotations
-
 import html
 
 from .library import ALL, SORTS, BrowserError, Library

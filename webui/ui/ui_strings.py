@@ -13,9 +13,8 @@ from collections import OrderedDict
 import gradio as gr
 
 _LETTERS = re.compile(r"[A-Za-z]")
-# Dynamic text (the model line names a path) and user content: the page's translator skips these too.
-SKIP_IDS = {"model_status", "setting_sd_model_checkpoint", "txt2img_styles", "txt2img_gallery", "txt2img_info",
-            "pnginfo_parameters", "pnginfo_table", "extensions_table", "image_browser_table"}
+# Dynamic text (the model line names a path) and the load table: the page's translator skips them too.
+SKIP_IDS = {"model_status", "extensions_table"}
 
 
 def _wanted(text) -> bool:

@@ -40,9 +40,8 @@
 
   // ---- localization: exact-match translation of text nodes, titles and placeholders (A1111's packs)
   const SKIP_TAGS = new Set(["SCRIPT", "STYLE", "TEXTAREA", "INPUT", "CODE", "PRE"]);
-  // User content and names that must stay as they are (A1111 skips the model and style lists too).
-  const SKIP_IDS = ["setting_sd_model_checkpoint", "txt2img_styles", "txt2img_gallery", "txt2img_info",
-                    "pnginfo_parameters", "pnginfo_table", "extensions_table", "image_browser_table"];
+  // Dynamic text (the model line names a path) and names/errors in the load table stay as they are.
+  const SKIP_IDS = ["model_status", "extensions_table"];
   const ORIGINAL = new WeakMap();
 
   function translated(text) {
@@ -53,39 +52,40 @@
     return text.replace(key, value);
   }
 
-  function skipped(el) {
+  // Text inside inputs, code and user content stays; attributes (placeholder, title) of inputs are translated.
+  function skipped(el, forText) {
     for (let node = el; node && node !== document.body; node = node.parentElement) {
-      if (SKIP_TAGS.has(node.tagName) || node.isContentEditable) return true;
+      if (forText && SKIP_TAGS.has(node.tagName)) return true;
+      if (node.isContentEditable) return true;
       if (node.id && SKIP_IDS.includes(node.id)) return true;
       if (node.classList && node.classList.contains("notranslate")) return true;
     }
     return false;
   }
 
+  function translateAttributes(el) {
+    if (skipped(el, false)) return;
+    for (const attr of ["title", "placeholder", "aria-label"]) {
+      const value = el.getAttribute(attr);
+      const next = value ? translated(value) : null;
+      if (next !== null) el.setAttribute(attr, next);
+    }
+  }
+
   function translateNode(node) {
     if (node.nodeType === Node.TEXT_NODE) {
-      if (!node.parentElement || skipped(node.parentElement)) return;
+      if (!node.parentElement || skipped(node.parentElement, true)) return;
       const next = translated(node.nodeValue);
       if (next !== null) { ORIGINAL.set(node, node.nodeValue); node.nodeValue = next; }
       return;
     }
-    if (node.nodeType !== Node.ELEMENT_NODE || skipped(node)) return;
-    for (const attr of ["title", "placeholder", "aria-label"]) {
-      const value = node.getAttribute(attr);
-      const next = value ? translated(value) : null;
-      if (next !== null) node.setAttribute(attr, next);
-    }
+    if (node.nodeType !== Node.ELEMENT_NODE) return;
+    translateAttributes(node);
     const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
     let current = walker.nextNode();
     while (current) {
       if (current.nodeType === Node.TEXT_NODE) translateNode(current);
-      else if (!skipped(current)) {
-        for (const attr of ["title", "placeholder", "aria-label"]) {
-          const value = current.getAttribute(attr);
-          const next = value ? translated(value) : null;
-          if (next !== null) current.setAttribute(attr, next);
-        }
-      }
+      else translateAttributes(current);
       current = walker.nextNode();
     }
   }
