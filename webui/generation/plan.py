@@ -71,7 +71,9 @@ class GenerationPlan:
             raise PlanError("prompts and negative_prompts must be text")
         for name in ("seeds", "subseeds"):
             for value in getattr(self, name):
-                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                # -1 is a subseed the core leaves unresolved because the variation strength is 0.
+                lowest = -1 if name == "subseeds" else 0
+                if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= MAX_SEED:
                     raise PlanError(f"{name}: {value!r} is not a seed from 0 to {MAX_SEED}")
         if not isinstance(self.extra_infotext, dict):
             raise PlanError("extra_infotext must be a dict of infotext key -> value")
