@@ -96,8 +96,7 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
     page.wait_for_selector("#txt2img_generate")
     assert visible_english(page), "the check must see English text before the switch"
     page.get_by_role("tab", name="Settings").click()
-    page.locator("#setting_localization input").click()
-    page.get_by_role("option", name="zh_CN").click()
+    pick(page, "setting_localization", "zh_CN")
     page.locator("#settings_submit").click()
     expect(page.locator("#settings_result")).to_contain_text("Saved 1 setting(s): localization", timeout=30_000)
     assert json.loads((data / "config.json").read_text())["localization"] == "zh_CN"
@@ -109,8 +108,7 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
     page.screenshot(path=str(data.parent / "zh_CN.png"), full_page=True)
     # Back to English for the other tests (and to prove "None" works).
     page.get_by_role("tab", name="设置").click()
-    page.locator("#setting_localization input").click()
-    page.get_by_role("option", name="None").click()
+    pick(page, "setting_localization", "无")  # "None", translated like every option
     page.locator("#settings_submit").click()
     expect(page.locator("#settings_result")).to_contain_text("localization", timeout=30_000)
     page.close()
@@ -118,7 +116,7 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
 
 def pick(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=True).click()
 
 
 def test_xyz_plot_over_two_samplers_and_two_cfg_values(server, browser):  # noqa: F811

@@ -166,3 +166,27 @@ def test_params_take_positional_or_named_args():
                          ("text", "must be a list")):
         with pytest.raises(ExtensionError, match=re.escape(message)):
             check_params(params, bad, "x")
+
+
+def test_the_worked_example_in_the_docs_loads_and_works(tmp_path):
+    """docs/extensions.md's example, taken from the page itself, does what the page says."""
+    from webui.generation.plan import GenerationPlan
+    from webui.generation.request import GenerationRequest
+
+    doc = (REPO_ROOT / "docs" / "extensions.md").read_text(encoding="utf-8")
+    toml = doc.split("`extensions/suffix/extension.toml`:\n\n```toml\n")[1].split("```")[0]
+    plugin = doc.split("`extensions/suffix/plugin.py`:\n\n```python\n")[1].split("```")[0]
+    folder = tmp_path / "extensions" / "suffix"
+    folder.mkdir(parents=True)
+    (folder / "extension.toml").write_text(toml)
+    (folder / "plugin.py").write_text(plugin)
+    host = load_host(tmp_path, names=[])
+    assert host.record("suffix").state == "loaded", host.record("suffix").error
+    assert host.settings.get("suffix_separator") == ", "
+    values = host.panel_values({"suffix": {"args": {"enabled": True, "text": "in snow"}}})
+    assert values == host.panel_values({"Suffix": {"args": [True, "in snow"]}})
+    request = GenerationRequest(prompt="a cat", alwayson_scripts={"Suffix": {"args": [True, "in snow"]}})
+    hooks = host.job(request)
+    plan = hooks.plan(GenerationPlan.uniform("a cat", "", [1, 2], [0, 0], 2, 1))
+    assert plan.prompts == ["a cat, in snow"] * 2 and hooks.panel_infotext() == {"Suffix": "in snow"}
+    assert [r.path for r in host.apis["suffix"].router.routes] == ["/count"]
