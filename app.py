@@ -10,6 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+# Before torch is imported and before any thread exists: the job worker must share the main malloc
+# arena, or every UNet call it makes maps and page-faults its buffers afresh (webui/allocator.py).
+from webui.allocator import configure_allocator  # noqa: E402
+
+ALLOCATOR = configure_allocator()
+
 from webui import cli, devices  # noqa: E402
 from webui.paths import Paths  # noqa: E402
 from webui.settings import Settings  # noqa: E402
@@ -29,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(policy.describe(), flush=True)
+    log.debug(ALLOCATOR)
     settings = Settings.load(paths.config_file)
     for warning in settings.warnings:
         log.warning(warning)

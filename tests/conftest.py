@@ -9,6 +9,11 @@ import os
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "DISABLE_TELEMETRY"):
     os.environ[_name] = "1"
 
+# Tests run under the allocator policy the app applies at start (see webui/allocator.py).
+from webui.allocator import configure_allocator  # noqa: E402
+
+configure_allocator()
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
