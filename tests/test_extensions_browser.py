@@ -94,6 +94,11 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(url)
     page.wait_for_selector("#txt2img_generate")
+    # Extension JavaScript ran after A1111's helpers, with opts there; an A1111 on_ui_tabs tab is on the page.
+    page.wait_for_function("document.body.dataset.nativeAllHooks === 'loaded:opts'", timeout=30_000)
+    page.get_by_role("tab", name="Append tab").click()
+    expect(page.locator("#append_prompt_tab_text")).to_contain_text("Tab of an A1111 extension")
+    page.get_by_role("tab", name="txt2img").click()
     assert visible_english(page), "the check must see English text before the switch"
     page.get_by_role("tab", name="Settings").click()
     pick(page, "setting_localization", "zh_CN")
@@ -172,7 +177,7 @@ def test_image_browser_finds_an_image_by_seed(server, browser):  # noqa: F811
     page.close()
 
 
-def test_extensions_tab_shows_failures_and_installs_from_git(server, browser):  # noqa: F811
+def test_extensions_tab_failures_install_and_apply_restart(server, browser):  # noqa: F811
     url, data = server
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(url)
@@ -191,6 +196,29 @@ def test_extensions_tab_shows_failures_and_installs_from_git(server, browser):  
     page.locator("#install_button").click()
     expect(page.locator("#extension_install_result")).to_contain_text("Installed test-ext", timeout=300_000)
     assert (data / "extensions" / "test-ext" / "install-ran.txt").read_text() == "numpy=True"
+
+    # Switch broken-ui off and apply: the app restarts itself with the new set (test-ext now loads too).
+    log = data.parent / "server.log"
+    page.get_by_role("tab", name="Installed").click()
+    page.locator("#extensions_enabled").get_by_label("broken-ui").uncheck()
+    page.locator("#extensions_apply").click()
+    expect(page.locator("#extensions_result")).to_contain_text("Restarting", timeout=30_000)
+    for _ in range(600):
+        if log.read_text(errors="replace").count("\nRunning on http") >= 2:
+            break
+        page.wait_for_timeout(500)
+    assert json.loads((data / "config.json").read_text())["disabled_extensions"] == ["broken-ui"]
+    page.goto(url)
+    page.wait_for_selector("#txt2img_generate", timeout=120_000)
+    expect(page.get_by_role("tab", name="Broken tab")).to_have_count(0)
+    page.get_by_role("tab", name="Extensions").click()
+    expect(page.locator('#extensions_table tr[data-extension="broken-ui"]')).to_contain_text("disabled")
+    installed = page.locator('#extensions_table tr[data-extension="test-ext"]')
+    expect(installed).to_contain_text("loaded")
+    expect(installed).to_contain_text(TEST_EXT_URL)
+    extensions = httpx.get(f"{url}/sdapi/v1/extensions").json()
+    assert [(e["name"], e["remote"], e["enabled"]) for e in extensions] == [("test-ext", TEST_EXT_URL, True)]
+    assert len(extensions[0]["commit_hash"]) == 40 and extensions[0]["commit_date"] > 0
     page.close()
 
 

@@ -112,6 +112,7 @@ class ExtensionHost:
         self._lock = threading.Lock()
         self._local = threading.local()  # the running generation's JobHooks (the queue has one worker)
         self.model_dirty = False  # a patch failed to undo itself: reload the model before the next job
+        self.claimed_alwayson: set[str] = set()  # alwayson_scripts keys a built-in feature reads (e.g. controlnet)
         register_options(settings)
 
     # -- loading --------------------------------------------------------------------------------
@@ -163,6 +164,12 @@ class ExtensionHost:
                                                 spec.maximum, spec.choices))
             except Exception as exc:
                 notes.append(f"setting {spec.key!r} not added: {exc}")
+        taken_tabs = {"tab_txt2img", "tab_img2img", "tab_pnginfo", "tab_settings", "tab_extensions", "tabs"} | \
+            {t.elem_id for t in self.tabs()}
+        for tab in list(api.tabs):
+            if tab.elem_id in taken_tabs:
+                api.tabs.remove(tab)
+                notes.append(f"tab {tab.title!r} not added: the element id {tab.elem_id!r} is taken")
         for item, pool, what in [(p, self.panels, "panel") for p in api.panels] + \
                                 [(s, self.scripts, "script") for s in api.scripts]:
             taken = {x.api_name for x in self.panels + self.scripts}
@@ -203,7 +210,8 @@ class ExtensionHost:
 
     def failed(self, ext: str, where: str, exc: BaseException) -> str:
         """Record a failing call; returns the warning line to show with the job."""
-        detail = short_traceback(exc, limit=3)
+        record = self.record(ext)
+        detail = short_traceback(exc, limit=3, root=record.path if record is not None else None)
         log.error("extension %s: %s raised:\n%s", ext, where, detail)
         message = f"{ext}: {where} failed: {type(exc).__name__}: {exc}"
         with self._lock:
@@ -285,13 +293,20 @@ class ExtensionHost:
             log.warning("reloaded %s from disk: an extension patch did not undo itself", model.info.title)
 
     # -- requests -------------------------------------------------------------------------------
+    def claim_alwayson(self, name: str) -> None:
+        """A built-in feature (e.g. ControlNet) reads ``alwayson_scripts[name]`` itself; panels skip it."""
+        self.claimed_alwayson.add(name.lower())
+
     def panel_values(self, alwayson: dict | None, tab: str = "txt2img") -> dict[str, dict[str, Any]]:
         """A1111's ``alwayson_scripts`` ({title: {"args": [...] | {...}}}) -> {panel title: values}.
 
         Raises ExtensionError naming the script for an unknown title, a selectable script or bad args.
+        Keys claimed by built-in features are left to them.
         """
         out: dict[str, dict[str, Any]] = {}
         for title, body in (alwayson or {}).items():
+            if str(title).lower() in self.claimed_alwayson:
+                continue
             panel = self.find_panel(str(title))
             if panel is None:
                 if self.find_script(str(title)) is not None:

@@ -54,9 +54,12 @@ class LoadRecord:
                 f"{self.load_ms:.0f} ms" if self.state == "loaded" else "", note]
 
 
-def short_traceback(exc: BaseException, limit: int = 4) -> str:
-    """'Type: message' first, then the innermost frames outside the import machinery (file:line code)."""
+def short_traceback(exc: BaseException, limit: int = 4, root: Path | None = None) -> str:
+    """'Type: message' first, then the innermost frames (file:line code), the extension's own when known."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    if root is not None:
+        own = [f for f in frames if Path(f.filename).is_relative_to(root)]
+        frames = own or frames
     lines = [f"{type(exc).__name__}: {exc}"]
     for frame in frames[-limit:]:
         lines.append(f"  at {frame.filename}:{frame.lineno} {(frame.line or '').strip()}")
@@ -130,7 +133,7 @@ def load_one(cand: Candidate, api: ExtensionAPI, compat_loader=None) -> LoadReco
     except NeedsPort as exc:
         record.state, record.error = "needs-port", f"needs a native port: {exc}"
     except (Exception, SystemExit) as exc:  # an extension must never stop the app from starting
-        record.state, record.error = "failed", short_traceback(exc)
+        record.state, record.error = "failed", short_traceback(exc, root=m.path)
         log.error("extension %s failed to load:\n%s", m.name, record.error)
     record.load_ms = (time.perf_counter() - started) * 1000
     return record

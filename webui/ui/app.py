@@ -59,7 +59,8 @@ def build_ui(ctx) -> gr.Blocks:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                build_pnginfo(txt2img, tabs, "txt2img")
+                build_pnginfo(txt2img, tabs, "txt2img",
+                              ctx.extensions.infotext_pasted if ctx.extensions is not None else None)
             build_extension_tabs(ctx, txt2img, tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)

@@ -4,6 +4,7 @@ A builder that raises leaves an error box in its tab; the rest of the page build
 """
 from __future__ import annotations
 
+import contextlib
 import html
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,19 @@ class UIContext:
                      api_visibility="private")
 
 
+@contextlib.contextmanager
+def _outside_blocks():
+    """A1111 builds each on_ui_tabs Blocks on its own and renders it into the page later; so do we."""
+    from gradio.context import Context
+
+    saved = Context.block, Context.root_block
+    Context.block, Context.root_block = None, None
+    try:
+        yield
+    finally:
+        Context.block, Context.root_block = saved
+
+
 def _error_box(message: str, elem_id: str) -> None:
     gr.HTML(f'<div class="error-box">{html.escape(message)}</div>', elem_id=elem_id)
 
@@ -63,7 +77,7 @@ def build_extension_tabs(ctx, txt2img=None, tabs=None) -> None:
     bridge = host.compat
     for ext, fn in (bridge.ui_tabs_callbacks if bridge is not None else []):
         try:
-            with bridge.running_as(ext):
+            with bridge.running_as(ext), _outside_blocks():
                 made = fn() or []
         except Exception as exc:
             with gr.Tab(ext, elem_id=f"tab_{ext}"):

@@ -14,8 +14,11 @@ def params_html(params: dict) -> str:
     return f'<table class="pnginfo-table" id="pnginfo_table">{rows}</table>'
 
 
-def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str):
-    """Image in, parameters out; "Send to txt2img" fills every field the infotext names."""
+def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None):
+    """Image in, parameters out; "Send to txt2img" fills every field the infotext names.
+
+    ``on_paste(text, params)`` may rewrite the parsed params first (extensions' infotext_pasted hooks).
+    """
     with gr.Row():
         with gr.Column():
             image = gr.Image(label="Source", type="pil", sources=["upload"], elem_id="pnginfo_image", height=360)
@@ -40,7 +43,10 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str):
     def send_to(text):
         if not text:
             return [gr.update() for _ in order] + [gr.Tabs()]
-        found = infotext_to_request_fields(parse_infotext(text))
+        params = parse_infotext(text)
+        if on_paste is not None:
+            on_paste(text, params)
+        found = infotext_to_request_fields(params)
         updates = []
         for name in order:
             if name in found:

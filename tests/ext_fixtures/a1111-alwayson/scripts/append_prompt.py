@@ -37,6 +37,13 @@ def on_app_started(demo, app):
         return {"ok": True, "basedir": BASEDIR}
 
 
+def on_ui_tabs():
+    with gr.Blocks(analytics_enabled=False) as tab:
+        gr.Markdown("Tab of an A1111 extension", elem_id="append_prompt_tab_text")
+    return [(tab, "Append tab", "append_prompt_tab")]
+
+
 BASEDIR = scripts.basedir()
+script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_app_started(on_app_started)
