@@ -21,10 +21,11 @@ MAX_PARTS = 8  # 256 images
 
 def register(api):
     api.script(TITLE, [
-        Param("put_at_start", bool, False, label="Put variable parts at start of prompt"),
-        Param("different_seeds", bool, False, label="Use different seed for each picture"),
-        Param("prompt_type", str, "positive", label="Select prompt", choices=("positive", "negative")),
-        Param("variations_delimiter", str, "comma", label="Select joining char", choices=("comma", "space")),
+        Param("put_at_start", bool, False, label="Put variable parts at start of prompt", row="options"),
+        Param("different_seeds", bool, False, label="Use different seed for each picture", row="options"),
+        Param("prompt_type", str, "positive", label="Select prompt", choices=("positive", "negative"), row="choices"),
+        Param("variations_delimiter", str, "comma", label="Select joining char", choices=("comma", "space"),
+              row="choices"),
         Param("margin_size", int, 0, label="Grid margins (px)", minimum=0, maximum=500, step=2),
     ], run)
 

@@ -25,9 +25,10 @@ OPTIONS = {k: v for k, v in OPTIONS.items() if k in {f.name for f in dataclasses
 
 def register(api):
     api.script(TITLE, [
-        Param("iterate_seed", bool, False, label="Iterate seed every line"),
-        Param("same_random_seed", bool, False, label="Use same random seed for all lines"),
-        Param("prompt_position", str, "start", label="Insert prompts at the", choices=("start", "end")),
+        Param("iterate_seed", bool, False, label="Iterate seed every line", row="options"),
+        Param("same_random_seed", bool, False, label="Use same random seed for all lines", row="options"),
+        Param("prompt_position", str, "start", label="Insert prompts at the", choices=("start", "end"),
+              row="options"),
         Param("prompt_txt", str, "", label="List of prompt inputs", lines=4,
               info="One prompt per line, or --prompt \"...\" --steps 20 style options"),
     ], run)

@@ -28,13 +28,13 @@ def _params(names: tuple[str, ...]) -> list[Param]:
     params = []
     for key, default in (("x", "Seed"), ("y", "Nothing"), ("z", "Nothing")):
         upper = key.upper()
-        params += [Param(f"{key}_type", str, default, label=f"{upper} type", choices=names),
-                   Param(f"{key}_values", str, "", label=f"{upper} values")]
+        params += [Param(f"{key}_type", str, default, label=f"{upper} type", choices=names, row=key),
+                   Param(f"{key}_values", str, "", label=f"{upper} values", row=key)]
     return params + [
-        Param("draw_legend", bool, True, label="Draw legend"),
-        Param("include_lone_images", bool, False, label="Include Sub Images"),
-        Param("include_sub_grids", bool, False, label="Include Sub Grids"),
-        Param("no_fixed_seeds", bool, False, label="Keep -1 for seeds"),
+        Param("draw_legend", bool, True, label="Draw legend", row="options"),
+        Param("include_lone_images", bool, False, label="Include Sub Images", row="options"),
+        Param("include_sub_grids", bool, False, label="Include Sub Grids", row="options"),
+        Param("no_fixed_seeds", bool, False, label="Keep -1 for seeds", row="options"),
         Param("margin_size", int, 0, label="Grid margins (px)", minimum=0, maximum=500, step=2),
     ]
 

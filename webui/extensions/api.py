@@ -47,6 +47,7 @@ class Param:
     infotext: str | None = None
     lines: int = 1  # text fields: >1 gives a multi-line box
     info: str = ""
+    row: str | None = None  # consecutive params with the same row name are laid out side by side
 
     def __post_init__(self):
         if self.kind not in _KINDS:

@@ -11,6 +11,7 @@ model is reloaded before the next job.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from typing import Any, Callable
 
@@ -18,6 +19,16 @@ from webui.extensions.api import ExtensionError, ImageInfo, JobContext, ModelVie
 from webui.generation.plan import GenerationPlan, PlanError
 
 log = logging.getLogger(__name__)
+
+
+def _request_copy(request):
+    """A copy an extension may not change the job through: small containers copied, images shared."""
+    if not dataclasses.is_dataclass(request):
+        return copy.deepcopy(request)
+    changes = {f.name: copy.deepcopy(getattr(request, f.name)) for f in dataclasses.fields(request)
+               if isinstance(getattr(request, f.name), (dict, list, tuple))
+               and not any(hasattr(v, "save") for v in getattr(request, f.name))}
+    return dataclasses.replace(request, **changes)
 
 
 class _SafePatch:
@@ -114,7 +125,7 @@ class JobHooks:
 
             progress = self.progress
             self._contexts[ext] = JobContext(
-                job_id=self.job_id, extension=ext, request=copy.deepcopy(self.request), params=params,
+                job_id=self.job_id, extension=ext, request=_request_copy(self.request), params=params,
                 model=self.model, settings=setting, log=logging.getLogger(f"ext.{ext}"), warnings=self.warnings,
                 is_interrupted=(lambda: bool(progress and progress.interrupted)), panels=panels)
         return self._contexts[ext]

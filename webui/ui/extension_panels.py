@@ -43,6 +43,24 @@ def component_for(param: Param, elem_id: str):
     return gr.Textbox(value=param.default, label=label, lines=param.lines, elem_id=elem_id, info=info)
 
 
+def components_for(params: list[Param], prefix: str) -> list:
+    """Controls of native params in order, consecutive params sharing ``row`` side by side."""
+    out: list = []
+    index = 0
+    while index < len(params):
+        row = params[index].row
+        group = [params[index]]
+        while row is not None and index + len(group) < len(params) and params[index + len(group)].row == row:
+            group.append(params[index + len(group)])
+        if row is None:
+            out.append(component_for(group[0], f"{prefix}_{group[0].name}"))
+        else:
+            with gr.Row():
+                out += [component_for(p, f"{prefix}_{p.name}") for p in group]
+        index += len(group)
+    return out
+
+
 def params_from_components(components: list, prefix: str = "") -> list[Param]:
     """Params for an A1111 script's ui() components, in order (their values are its positional args)."""
     params: list[Param] = []
@@ -129,7 +147,7 @@ def build_extension_controls(ctx, tab: str = "txt2img") -> ExtensionControls:
                                                           else alt)
             else:
                 with gr.Accordion(panel.title, open=False, elem_id=elem):
-                    components = [component_for(p, f"{elem}_{p.name}") for p in panel.params]
+                    components = components_for(panel.params, elem)
         except Exception as exc:
             message = host.failed(panel.extension, f"panel {panel.title}", exc)
             gr.HTML(f'<div class="error-box">{html.escape(message)}</div>', elem_id=f"{elem}_error")
@@ -149,8 +167,7 @@ def build_extension_controls(ctx, tab: str = "txt2img") -> ExtensionControls:
         groups = []
         for script in scripts:
             with gr.Group(visible=False, elem_id=f"{tab}_script_{slug(script.title)}") as group:
-                components = [component_for(p, f"{tab}_script_{slug(script.title)}_{p.name}")
-                              for p in script.params]
+                components = components_for(script.params, f"{tab}_script_{slug(script.title)}")
             groups.append(group)
             controls.inputs += components
             controls._layout.append(("script", script, len(components)))
