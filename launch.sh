@@ -29,11 +29,12 @@ PYBIN="$VENV/bin/python"
 # Install a requirements file only when its content changed since the last successful install.
 install_if_changed() {
   local file="$1" stamp hash
+  shift
   hash="$(sha256sum "$file" | cut -c1-16)"
   stamp="$VENV/.installed-$(basename "$file")-$hash"
   if [ -f "$stamp" ]; then return 0; fi
   echo "Installing $file (this happens once per change of the file)..."
-  "$PYBIN" -m pip install --disable-pip-version-check -q -r "$file"
+  "$PYBIN" -m pip install --disable-pip-version-check -q "$@" -r "$file"
   rm -f "$VENV"/.installed-"$(basename "$file")"-*
   touch "$stamp"
 }
@@ -57,6 +58,8 @@ maybe_xformers() {
 }
 
 install_if_changed requirements.txt
+# Packages whose declared dependencies must not be installed (the file says why).
+install_if_changed requirements-nodeps.txt --no-deps
 maybe_xformers
 
 if [ "${1:-}" = "--test" ]; then

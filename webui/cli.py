@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="textual-inversion embeddings folder (default: DATA/embeddings)")
     paths.add_argument("--controlnet-dir", type=Path, default=None,
                        help="ControlNet folder (default: DATA/models/ControlNet)")
+    for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
+        paths.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
+                           help=f"{folder} upscaler folder (default: DATA/models/{folder})")
 
     safety = p.add_argument_group("safety")
     safety.add_argument("--enable-insecure-extension-access", action="store_true",

@@ -4,17 +4,22 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 
 from webui.devices import DevicePolicy
 from webui.extensions.feature import ExtensionsFeature
 from webui.extensions.host import ExtensionHost
 from webui.extensions.scripts import run_job
 from webui.generation.core import CoreContext, generate
+from webui.generation.postprocess import run_extras
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
+from webui.models.upscalers import UpscalerManager
 from webui.paths import Paths
 from webui.settings import Settings
 
@@ -32,6 +37,7 @@ class AppContext:
     styles: StyleStore
     core: CoreContext
     queue: JobQueue
+    upscalers: UpscalerManager
     status: str = ""  # the one-line model status shown in the UI header
     extensions: ExtensionHost | None = None  # loaded extensions (webui/extensions); None in bare tests
 
@@ -43,6 +49,10 @@ class AppContext:
         """Queue a txt2img / img2img / inpaint request; the job kind is "txt2img" or "img2img" (A1111's names)."""
         kind = "txt2img" if request.mode == "txt2img" else "img2img"
         return self.queue.submit(request, kind=kind, source=source)
+
+    def submit_extras(self, request, source: str = "ui") -> Job:
+        """Queue an Extras (postprocessing) request: upscaling uses the device, so it waits its turn."""
+        return self.queue.submit(request, kind="extras", source=source)
 
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
@@ -92,9 +102,17 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
                        styles=styles, version=VERSION)
     core.features.append(ExtensionsFeature(extensions))  # last: its plan starts from the final prompt
 
+    upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
+                                half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
+                                extra_dirs=dict(paths.upscaler_dirs))
+
     def run(job: Job):
         if job.kind in ("txt2img", "img2img"):
             return run_job(extensions, job.payload, lambda req: generate_with_checkpoint(req, core, job.progress), job)
+        if job.kind == "extras":
+            folder = Path(settings.get("outdir_extras_samples"))
+            folder = folder if folder.is_absolute() else paths.data_dir / folder
+            return run_extras(job.payload.validate(upscalers), upscalers, core.saver, folder, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
             model = models.select(job.payload)
             extensions.model_loaded(model)
@@ -105,7 +123,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     status = models.startup(args.ckpt)
     log.info(status)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                     core=core, queue=queue, status=status, extensions=extensions)
+                     core=core, queue=queue, upscalers=upscalers, status=status, extensions=extensions)
     extensions.ctx = ctx
     if models.current() is not None:
         extensions.model_loaded(models.current())

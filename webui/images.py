@@ -46,12 +46,18 @@ def expand_pattern(pattern: str, fields: NameFields, now: datetime | None = None
     return _sanitize(out) or str(fields.seed)
 
 
-def png_info(infotext: str | None) -> PngImagePlugin.PngInfo | None:
-    """The `parameters` text chunk A1111 writes (PIL picks tEXt or iTXt as A1111's call does)."""
-    if not infotext:
+def png_info(infotext: str | None, extra_text: dict[str, str] | None = None) -> PngImagePlugin.PngInfo | None:
+    """The `parameters` text chunk A1111 writes (PIL picks tEXt or iTXt as A1111's call does).
+
+    ``extra_text`` adds other chunks, e.g. A1111's ``postprocessing`` for Extras outputs.
+    """
+    chunks = {"parameters": infotext, **(extra_text or {})}
+    if not any(chunks.values()):
         return None
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", infotext)
+    for key, text in chunks.items():
+        if text:
+            info.add_text(key, text)
     return info
 
 
@@ -77,21 +83,23 @@ class ImageSaver:
                     highest = max(highest, int(match.group(1)))
         return highest + 1
 
-    def save(self, image: Image.Image, folder: Path, stem: str, infotext: str | None) -> Path:
+    def save(self, image: Image.Image, folder: Path, stem: str, infotext: str | None,
+             extra_text: dict[str, str] | None = None) -> Path:
         """Write `folder/NNNNN-<stem>.png` (A1111's sample naming)."""
-        return self._save(image, folder, infotext, lambda n: f"{n:05d}-{stem}.png")
+        return self._save(image, folder, infotext, lambda n: f"{n:05d}-{stem}.png", extra_text)
 
     def save_grid(self, image: Image.Image, folder: Path, infotext: str | None) -> Path:
         """Write `folder/grid-NNNN.png` (A1111's grid naming)."""
         return self._save(image, folder, infotext, lambda n: f"grid-{n:04d}.png")
 
-    def _save(self, image: Image.Image, folder: Path, infotext: str | None, name_for) -> Path:
+    def _save(self, image: Image.Image, folder: Path, infotext: str | None, name_for,
+              extra_text: dict[str, str] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    image.save(fh, format="PNG", pnginfo=png_info(infotext))
+                    image.save(fh, format="PNG", pnginfo=png_info(infotext, extra_text))
                 number = self.next_number(folder)
                 while True:
                     target = folder / name_for(number)

@@ -22,6 +22,8 @@ class Paths:
     config_file: Path
     styles_file: Path
     cache_file: Path
+    models_dir: Path | None = None  # DATA/models: upscaler folders (ESRGAN, SwinIR, ...) live under it
+    upscaler_dirs: tuple[tuple[str, Path], ...] = ()  # folders moved by --esrgan-models-path & co.
     configs_dir: Path = REPO_ROOT / "configs"
     # The demo model ships with the repo; it stays findable when --data-dir points elsewhere.
     bundled_ckpt_dir: Path = REPO_ROOT / "models" / "Stable-diffusion"
@@ -45,6 +47,10 @@ class Paths:
             config_file=data / "config.json",
             styles_file=data / "styles.csv",
             cache_file=data / "cache.json",
+            models_dir=data / "models",
+            upscaler_dirs=tuple((name, Path(getattr(args, f"{name.lower()}_models_path")).resolve())
+                                for name in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT")
+                                if getattr(args, f"{name.lower()}_models_path", None)),
         )
 
     def ensure(self) -> None:

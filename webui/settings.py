@@ -72,6 +72,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images"),
     Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images"),
     Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
+    Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images"),
+    Option("ESRGAN_tile", 192, "Tile size for ESRGAN-family upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN-family upscalers, in pixels", "Upscaling", 0, 48),
+    Option("SWIN_tile", 192, "Tile size for SwinIR upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("SWIN_tile_overlap", 8, "Tile overlap for SwinIR upscalers, in pixels", "Upscaling", 0, 48),
+    Option("DAT_tile", 192, "Tile size for DAT upscalers (0 = no tiling)", "Upscaling", 0, 512),
+    Option("DAT_tile_overlap", 8, "Tile overlap for DAT upscalers, in pixels", "Upscaling", 0, 48),
 )
 
 

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.extras import build_extras_router
 from webui.api.scripts import build_scripts_router
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
@@ -315,6 +316,7 @@ def build_router(ctx) -> APIRouter:
         """RAM and CUDA memory, A1111's shape ({"error": ...} for cuda when there is none)."""
         return memory()
 
+    build_extras_router(ctx, router, decode_image, wait_for, encode_png)
     return router
 
 
