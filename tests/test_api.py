@@ -257,8 +257,8 @@ BAD_TXT2IMG = [
     ({"styles": "oops"}, "styles", "valid list"),
     ({"enable_hr": True, "denoising_strength": 0.5}, "enable_hr", "hires fix is not implemented"),
     ({"restore_faces": True}, "restore_faces", "face restoration is not implemented"),
-    ({"tiling": True}, "tiling", "tiling"),
-    ({"seed_resize_from_w": 512}, "seed_resize_from_w", "resizing the seed is not implemented"),
+    ({"tiling": "sometimes"}, "tiling", "valid boolean"),
+    ({"seed_resize_from_w": 5000}, "seed_resize_from_w", "from -1 to 4096"),
     ({"script_name": "no such script"}, "script_name", "no script named 'no such script'"),
     ({"script_name": "x/y/z plot", "script_args": {"x_type": "Bogus"}}, "script_args", "'Bogus' is not one of"),
     ({"alwayson_scripts": {"controlnet": {"args": []}}}, "alwayson_scripts", "no always-on script with that name"),
@@ -365,10 +365,15 @@ def test_listings_have_a1111_shapes(ctx, client):
     samplers = client.get("/sdapi/v1/samplers").json()
     dpm = next(s for s in samplers if s["name"] == "DPM++ 2M")
     assert dpm == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
-    assert "DPM++ 2S a" not in {s["name"] for s in samplers}  # unavailable here: not offered
+    assert len(samplers) == 20 and {"DPM++ 2S a", "DPM adaptive", "Restart", "DDIM CFG++"} <= {s["name"] for s in samplers}
+    heun = next(s for s in samplers if s["name"] == "Heun")
+    assert heun["options"] == {"second_order": True}
     schedulers = client.get("/sdapi/v1/schedulers").json()
     assert {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0,
             "need_inner_model": False} in schedulers
+    assert [s["label"] for s in schedulers] == ["Automatic", "Uniform", "Karras", "Exponential", "Polyexponential",
+                                                "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple", "Normal",
+                                                "DDIM", "Beta"]
     flags = client.get("/sdapi/v1/cmd-flags").json()
     assert flags["api"] is True and flags["ckpt_dir"] == str(ctx.args.ckpt_dir)
     memory = client.get("/sdapi/v1/memory").json()
@@ -416,9 +421,11 @@ def test_mcp_txt2img_tool_uses_the_queue(ctx):
     from webui.ui.mcp_tools import make_txt2img_tool
 
     tool = make_txt2img_tool(ctx)
-    image = tool("a cat", steps=2, seed=8)
-    assert image.size == (64, 64)  # 0 means the checkpoint's native size (64 for the tiny model)
-    assert "Seed: 8," in image.info["parameters"]
+    file = tool("a cat", steps=2, seed=8)  # Gradio FileData: MCP sends it as image content
+    assert file["meta"]["_type"] == "gradio.FileData" and file["mime_type"] == "image/png"
+    with Image.open(file["path"]) as image:
+        assert image.size == (64, 64)  # 0 means the checkpoint's native size (64 for the tiny model)
+        assert "Seed: 8," in image.info["parameters"]
     assert ctx.queue.get(ctx.queue.completed_order[-1]).source == "mcp"
     import gradio as gr
 

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="textual-inversion embeddings folder (default: DATA/embeddings)")
     paths.add_argument("--controlnet-dir", type=Path, default=None,
                        help="ControlNet folder (default: DATA/models/ControlNet)")
+    paths.add_argument("--hide-ui-dir-config", action="store_true",
+                       help="refuse server folders typed into the UI (img2img and Extras batch from directory)")
+    # Networks (issue 11): the folders A1111 has flags for besides --lora-dir / --embeddings-dir / --vae-dir.
+    paths.add_argument("--hypernetwork-dir", type=Path, default=None,
+                       help="hypernetworks folder (default: DATA/models/hypernetworks)")
+    paths.add_argument("--lyco-dir-backcompat", type=Path, default=None,
+                       help="second LoRA folder, for files of the old LyCORIS extension (default: DATA/models/LyCORIS)")
     for folder in ("ESRGAN", "RealESRGAN", "SwinIR", "DAT"):
         paths.add_argument(f"--{folder.lower()}-models-path", type=Path, default=None,
                            help=f"{folder} upscaler folder (default: DATA/models/{folder})")
@@ -81,8 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--disable-extra-extensions", action="store_true",
                      help="start with only the built-in extensions (config.json is not changed)")
 
+    add_hardening_flags(p)
     p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")
     return p
+
+
+def add_hardening_flags(p: argparse.ArgumentParser) -> None:
+    """Host / Origin rules, size limits and request budgets (docs/security.md)."""
+    sec = p.add_argument_group("access and limits (docs/security.md)")
+    sec.add_argument("--allowed-hosts", default=None, metavar="NAME[,NAME]",
+                     help="extra Host names to answer besides loopback (and, with --listen, this machine's "
+                          "addresses and name), e.g. a reverse proxy's public name; '*' turns the check off")
+    sec.add_argument("--cors-allow-origins", default=None, metavar="ORIGIN[,ORIGIN]",
+                     help="web pages of these origins may call the server from the browser (A1111's flag)")
+    sec.add_argument("--cors-allow-origins-regex", default=None, metavar="REGEX",
+                     help="like --cors-allow-origins, for origins matching this regular expression")
+    sec.add_argument("--allow-output-dir", action="append", default=None, metavar="DIR",
+                     help="a folder outside --data-dir that output-folder settings changed through the API may "
+                          "point into (repeatable)")
+    sec.add_argument("--max-body-size", type=float, default=50, metavar="MB",
+                     help="largest request body accepted (JSON, base64 images), in MB")
+    sec.add_argument("--max-upload-size", type=float, default=50, metavar="MB",
+                     help="largest file upload accepted by the web UI, in MB")
+    sec.add_argument("--max-prompt-length", type=int, default=20_000, metavar="CHARS",
+                     help="longest prompt or negative prompt one request may send, in characters")
+    sec.add_argument("--max-image-pixels", type=int, default=2048 * 2048, metavar="PIXELS",
+                     help="largest width x height one image may have (default: 2048x2048)")
+    sec.add_argument("--max-pixel-steps", type=float, default=100 * 1024 * 1024 * 50, metavar="N",
+                     help="most work one request may ask for: width x height x steps x images "
+                          "(default: 100 images of 1024x1024 at 50 steps)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

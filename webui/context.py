@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,14 +14,19 @@ from webui.extensions.feature import ExtensionsFeature
 from webui.extensions.host import ExtensionHost
 from webui.extensions.scripts import run_job
 from webui.generation.core import CoreContext, generate
+from webui.generation.outpaint import OutpaintJob, run_outpaint
 from webui.generation.postprocess import run_extras
+from webui.generation.refiner import RefinerFeature
 from webui.generation.request import GenerationRequest
 from webui.generation.styles import StyleStore
 from webui.images import ImageSaver
 from webui.jobs import Job, JobQueue
 from webui.models.manager import ModelManager
+from webui.models.networks.feature import NetworksFeature
+from webui.models.networks.manager import NetworkManager
 from webui.models.upscalers import UpscalerManager
 from webui.paths import Paths
+from webui.security.policy import SecurityPolicy
 from webui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,14 +46,27 @@ class AppContext:
     upscalers: UpscalerManager
     status: str = ""  # the one-line model status shown in the UI header
     extensions: ExtensionHost | None = None  # loaded extensions (webui/extensions); None in bare tests
+    startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
+    networks: NetworkManager | None = None  # VAE, LoRA, embeddings, hypernetworks (webui/models/networks)
+    startup_size: int | None = None  # that checkpoint's native size, read from its header while it loads
+
+    @property
+    def loading(self) -> bool:
+        """True while the startup checkpoint is still loading (the header says so)."""
+        return self.startup_job is not None and not self.startup_job.done
 
     def submit_txt2img(self, request: GenerationRequest, source: str = "ui") -> Job:
         """Queue a generation request (any mode); every entry point goes through here."""
         return self.submit_generation(request, source)
 
-    def submit_generation(self, request: GenerationRequest, source: str = "ui") -> Job:
-        """Queue a txt2img / img2img / inpaint request; the job kind is "txt2img" or "img2img" (A1111's names)."""
-        kind = "txt2img" if request.mode == "txt2img" else "img2img"
+    def submit_generation(self, request: GenerationRequest | OutpaintJob, source: str = "ui") -> Job:
+        """Queue a txt2img / img2img / inpaint request (or an outpainting job); kind "txt2img" or "img2img".
+
+        Raises RequestError when the request is over budget (webui/security/budget.py).
+        """
+        self.security.budget.check(request.request if isinstance(request, OutpaintJob) else request)
+        kind = "img2img" if isinstance(request, OutpaintJob) or request.mode != "txt2img" else "txt2img"
         return self.queue.submit(request, kind=kind, source=source)
 
     def submit_extras(self, request, source: str = "ui") -> Job:
@@ -57,6 +76,10 @@ class AppContext:
     def submit_checkpoint(self, name: str, source: str = "ui") -> Job:
         """Queue a checkpoint swap, so it lands between generations in FIFO order (UI and API alike)."""
         return self.queue.submit(name, kind="checkpoint", source=source)
+
+    def submit_vae(self, choice: str, source: str = "ui") -> Job:
+        """Queue an sd_vae change (quicksettings, /options), so it lands between generations."""
+        return self.queue.submit(choice, kind="vae", source=source)
 
 
 def generate_with_checkpoint(request: GenerationRequest, core: CoreContext, progress):
@@ -92,21 +115,58 @@ def context_from_flags(argv: list[str], settings_overrides: dict | None = None) 
     return build_context(args, paths, policy, settings)
 
 
-def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings) -> AppContext:
-    """Create the model manager, styles, core and the started job queue; load the startup model."""
+def _startup_guess(models: ModelManager, ckpt) -> tuple[str, int | None]:
+    """What ``ModelManager.startup`` will most likely load: its name for the "Loading ..." line and
+    its native image size (from the file's header and config folder, no weights read) for the UI."""
+    path: Path | None = None
+    if ckpt:
+        found = models.find(str(ckpt))
+        path = found.filename if found is not None else Path(str(ckpt)).expanduser()
+        label = Path(str(ckpt)).name
+    else:
+        last = models.find(models.settings.get("sd_model_checkpoint"))
+        found = last if last is not None else next(iter(models.checkpoints()), None)
+        if found is None:
+            return "the startup checkpoint", None
+        path, label = found.filename, found.title
+    try:
+        from webui.models.probe import probe_checkpoint
+
+        if path.suffix.lower() not in (".safetensors", "") and not path.is_dir():
+            return label, None  # a pickled .ckpt would have to be read whole: wait for the load
+        config = probe_checkpoint(path, configs_dir=models.paths.configs_dir).config_dir
+        unet = json.loads((config / "unet" / "config.json").read_text())
+        vae = json.loads((config / "vae" / "config.json").read_text())
+        return label, int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except Exception:  # a guess only: the load itself reports what is wrong with the file
+        return label, None
+
+
+def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings: Settings,
+                  load_in_background: bool = False) -> AppContext:
+    """Create the model manager, styles, core and the started job queue; load the startup model.
+
+    With ``load_in_background`` the load is the queue's first job (so generations sent meanwhile
+    wait for it in order) and this returns at once with ``status`` "Loading ...": the server
+    answers while the weights load.
+    """
+    contexts: list[AppContext] = []
     models = ModelManager(paths, settings, policy, allow_unsafe_pickle=args.disable_safe_unpickle)
     # Extensions load before the UI (their settings, panels and tabs must exist when it is built).
     extensions = ExtensionHost(paths.data_dir, settings, args).load()
     styles = StyleStore(paths.styles_file)
-    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
-                       styles=styles, version=VERSION)
-    core.features.append(ExtensionsFeature(extensions))  # last: its plan starts from the final prompt
-
+    networks = NetworkManager.from_paths(paths, settings, args)
     upscalers = UpscalerManager(paths.models_dir or paths.data_dir / "models", settings, device=policy.device,
                                 half=policy.unet_dtype == torch.float16, allow_unsafe_pickle=args.disable_safe_unpickle,
                                 extra_dirs=dict(paths.upscaler_dirs))
+    core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
+                       styles=styles, version=VERSION, upscalers=upscalers,
+                       features=[NetworksFeature(networks), RefinerFeature(models, settings),
+                                 ExtensionsFeature(extensions)])  # extensions last: their plan starts from the final prompt
 
     def run(job: Job):
+        if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job
+            return run_outpaint(job.payload, core, job.progress)
         if job.kind in ("txt2img", "img2img"):
             return run_job(extensions, job.payload, lambda req: generate_with_checkpoint(req, core, job.progress), job)
         if job.kind == "extras":
@@ -117,14 +177,37 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
             model = models.select(job.payload)
             extensions.model_loaded(model)
             return model
+        if job.kind == "vae":
+            return networks.select_vae(models, job.payload)
+        if job.kind == "startup":
+            try:
+                line = models.startup(job.payload)
+            except Exception as exc:  # the header must not say "Loading ..." forever
+                contexts[0].status = f"Could not load the startup checkpoint: {type(exc).__name__}: {exc}"
+                raise
+            log.info(line)
+            contexts[0].status = line
+            if models.current() is not None:
+                extensions.model_loaded(models.current())
+            return line
         raise ValueError(f"unknown job kind {job.kind!r}")
 
     queue = JobQueue(run).start()
-    status = models.startup(args.ckpt)
-    log.info(status)
+    startup_size = None
+    if load_in_background:
+        label, startup_size = _startup_guess(models, args.ckpt)
+        status = f"Loading {label} ..."
+    else:
+        status = models.startup(args.ckpt)
+        log.info(status)
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
-                     core=core, queue=queue, upscalers=upscalers, status=status, extensions=extensions)
+                     core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
+                     security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks,
+                     extensions=extensions)
     extensions.ctx = ctx
-    if models.current() is not None:
+    contexts.append(ctx)
+    if load_in_background:
+        ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")
+    elif models.current() is not None:
         extensions.model_loaded(models.current())
     return ctx

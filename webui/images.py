@@ -14,6 +14,9 @@ from PIL import Image, PngImagePlugin
 
 MAX_FILENAME_PART = 128
 _NUMBER = re.compile(r"^(?:grid-)?(\d+)[-.]")
+# A PNG is written to `.saving-<pid>-<random>.png` and linked to its name when complete.
+PARTIAL_PREFIX = ".saving-"
+_PARTIAL = re.compile(r"^\.saving-(?:(\d+)-)?.*\.png$")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class ImageSaver:
               extra_text: dict[str, str] | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd, tmp = tempfile.mkstemp(prefix=".saving-", suffix=".png", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", suffix=".png", dir=folder)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     image.save(fh, format="PNG", pnginfo=png_info(infotext, extra_text))
@@ -111,6 +114,42 @@ class ImageSaver:
                         number += 1
             finally:
                 Path(tmp).unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # at start-up nothing of ours is being saved: the pid is a previous process's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_partial_files(roots) -> list[Path]:
+    """Delete half-written `.saving-*.png` files a killed process left under `roots`.
+
+    Called at start: a PNG killed mid-write never got its real name, so these are all
+    incomplete. Files of another live process (a second instance on the same folders) stay.
+    """
+    removed = []
+    for root in roots:
+        if not Path(root).is_dir():
+            continue
+        for folder, _, files in os.walk(root):
+            for name in files:
+                match = _PARTIAL.match(name)
+                if not match or (match.group(1) and _running(int(match.group(1)))):
+                    continue
+                path = Path(folder) / name
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
 
 
 def image_grid(images: list[Image.Image], rows: int | None = None) -> Image.Image:

@@ -101,10 +101,13 @@ def build_infotext(
         "VAE": vae_name or None,
         "Variation seed": subseed if varied else None,
         "Variation seed strength": request.subseed_strength if varied else None,
+        "Seed resize from": (f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
+                             if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None),
         # Slots where A1111 puts these two when an extra sets them (img2img / 9-channel inpainting models).
         "Denoising strength": None,
         "Conditional mask weight": None,
         "Clip skip": request.clip_skip if (request.clip_skip or 1) > 1 else None,
+        "Tiling": "True" if request.tiling else None,
         "RNG": RNG_SOURCE,
     }
     params.update(extra or {})
@@ -170,12 +173,27 @@ _FIELD_MAP: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("Size-2", "height", int),
     ("Variation seed", "subseed", int),
     ("Variation seed strength", "subseed_strength", float),
+    ("Seed resize from-1", "seed_resize_from_w", int),
+    ("Seed resize from-2", "seed_resize_from_h", int),
+    ("Tiling", "tiling", lambda value: value == "True"),
     ("Clip skip", "clip_skip", int),
     ("Denoising strength", "denoising_strength", float),
     ("Mask blur", "mask_blur_x", int),
     ("Mask blur", "mask_blur_y", int),
     ("Masked area padding", "inpaint_full_res_padding", int),
     ("Noise multiplier", "initial_noise_multiplier", float),
+    ("Hires upscale", "hr_scale", float),
+    ("Hires resize-1", "hr_resize_x", int),
+    ("Hires resize-2", "hr_resize_y", int),
+    ("Hires steps", "hr_second_pass_steps", int),
+    ("Hires upscaler", "hr_upscaler", str),
+    ("Hires sampler", "hr_sampler_name", str),
+    ("Hires schedule type", "hr_scheduler", str),
+    ("Hires prompt", "hr_prompt", str),
+    ("Hires negative prompt", "hr_negative_prompt", str),
+    ("Hires checkpoint", "hr_checkpoint_name", str),
+    ("Refiner", "refiner_checkpoint", str),
+    ("Refiner switch at", "refiner_switch_at", float),
 )
 
 # infotext key -> (field, {written value: field value}) for the img2img choice keys.
@@ -214,8 +232,17 @@ def infotext_to_request_fields(params: dict[str, Any]) -> dict[str, Any]:
     for key, name, values in _CHOICE_MAP:
         if key in params and name in names:
             fields[name] = values.get(params[key], params[key])
+    # A1111: the Hires. fix box is ticked when the text has a denoising strength and a hires key.
+    if "Denoising strength" in params and any(k in params for k in ("Hires upscale", "Hires upscaler",
+                                                                       "Hires resize-1")):
+        fields["enable_hr"] = True
     fields.setdefault("clip_skip", 1)
     fields.setdefault("subseed_strength", 0.0)
+    if params.get("Soft inpainting enabled") == "True" and "soft_inpainting" in names:
+        from webui.generation.soft_inpaint import INFOTEXT_KEYS
+
+        fields["soft_inpainting"] = {name: _convert(params[key], float) for name, key in INFOTEXT_KEYS.items()
+                                     if key in params}
 
     if "Sampler" in params:
         sampler, schedule = params["Sampler"], params.get("Schedule type")

@@ -7,6 +7,7 @@ back untouched (another tool or a later version may own them).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -14,9 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from webui.userfiles import is_valid_text, read_json_object
+
 
 class SettingsError(ValueError):
     """A value was refused; the message says which key and why."""
+
+
+class SettingsNotSaved(SettingsError):
+    """Changes were refused because config.json cannot be written without destroying the user's file."""
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages: a 50 MB string or a 5000-digit int must not end up in a reply."""
+    try:
+        text = repr(value)
+    except ValueError:  # ints past Python's digit limit have no repr
+        return f"a {value.bit_length()}-bit number"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -30,27 +46,44 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple | None = None
+    is_path: bool = False  # a folder the app writes to: API changes are confined (webui.security.paths)
+
+    @property
+    def is_output_folder(self) -> bool:
+        """A folder images are written to: marked `is_path`, or named `outdir_*` as all of A1111's are."""
+        return self.is_path or self.key.startswith("outdir_")
 
     def check(self, value: Any) -> Any:
         """Return the value coerced to this option's type, or raise SettingsError."""
         kind = type(self.default)
         if kind is bool:
             if not isinstance(value, bool):
-                raise SettingsError(f"{self.key}: expected true or false, got {value!r}")
+                raise SettingsError(f"{self.key}: expected true or false, got {_show(value)}")
         elif kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SettingsError(f"{self.key}: expected a number, got {value!r}")
-            if kind is int and float(value) != int(value):
-                raise SettingsError(f"{self.key}: expected a whole number, got {value!r}")
-            value = kind(value)
+                raise SettingsError(f"{self.key}: expected a number, got {_show(value)}")
+            # NaN passes every min/max comparison and int(inf) raises: refuse both before anything else.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{self.key}: expected a finite number, got {_show(value)}")
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise SettingsError(f"{self.key}: expected a whole number, got {_show(value)}")
+            try:
+                value = kind(value)
+            except OverflowError:  # an int with hundreds of digits has no float
+                raise SettingsError(f"{self.key}: {_show(value)} is out of range") from None
+            if kind is float and not math.isfinite(value):
+                raise SettingsError(f"{self.key}: expected a finite number, got {_show(value)}")
             if self.minimum is not None and value < self.minimum:
-                raise SettingsError(f"{self.key}: {value} is below the minimum {self.minimum:g}")
+                raise SettingsError(f"{self.key}: {_show(value)} is below the minimum {self.minimum:g}")
             if self.maximum is not None and value > self.maximum:
-                raise SettingsError(f"{self.key}: {value} is above the maximum {self.maximum:g}")
-        elif kind is str and not isinstance(value, str):
-            raise SettingsError(f"{self.key}: expected text, got {value!r}")
+                raise SettingsError(f"{self.key}: {_show(value)} is above the maximum {self.maximum:g}")
+        elif kind is str:
+            if not isinstance(value, str):
+                raise SettingsError(f"{self.key}: expected text, got {_show(value)}")
+            if not is_valid_text(value):  # a lone surrogate cannot be written to config.json (UTF-8)
+                raise SettingsError(f"{self.key}: contains invalid Unicode (a lone surrogate or a NUL character)")
         if self.choices is not None and value not in self.choices:
-            raise SettingsError(f"{self.key}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+            raise SettingsError(f"{self.key}: {_show(value)} is not one of {', '.join(map(str, self.choices))}")
         return value
 
 
@@ -69,10 +102,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("grid_save", True, "Save a grid of each batch", "Saving images"),
     Option("samples_filename_pattern", "[seed]", "File name pattern ([seed], [prompt_words], [model_name], "
            "[sampler], [steps], [cfg], [width], [height], [date])", "Saving images"),
-    Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images"),
-    Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images"),
+    Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images",
+           is_path=True),
+    Option("outdir_txt2img_grids", "outputs/txt2img-grids", "txt2img grid folder", "Saving images", is_path=True),
     Option("enable_pnginfo", True, "Write generation parameters into PNG files", "Saving images"),
-    Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images"),
+    Option("hires_fix_refiner_pass", "second pass", "Hires fix: which pass to enable the refiner for",
+           "Stable Diffusion", choices=("first pass", "second pass", "both passes")),
+    Option("outdir_extras_samples", "outputs/extras-images", "Extras output folder", "Saving images", is_path=True),
     Option("ESRGAN_tile", 192, "Tile size for ESRGAN-family upscalers (0 = no tiling)", "Upscaling", 0, 512),
     Option("ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN-family upscalers, in pixels", "Upscaling", 0, 48),
     Option("SWIN_tile", 192, "Tile size for SwinIR upscalers (0 = no tiling)", "Upscaling", 0, 512),
@@ -91,6 +127,7 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
     warnings: list[str] = field(default_factory=list)
+    unsaved_reason: str | None = None  # set when config.json could not be read: changes cannot be saved
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @classmethod
@@ -99,12 +136,10 @@ class Settings:
         settings = cls(path=path)
         if path is None or not path.exists():
             return settings
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("top level is not an object")
-        except (OSError, ValueError) as exc:
-            settings.warnings.append(f"{path}: unreadable ({exc}); using defaults, the file is left as it is")
+        raw, problem = read_json_object(path)
+        if problem is not None:
+            settings.warnings.append(f"{path}: unreadable ({problem}); using defaults, the file is left as it is")
+            settings.unsaved_reason = f"{path} was unreadable at start ({problem})"
             settings.path = None  # never overwrite a file we could not read
             return settings
         for key, value in raw.items():
@@ -141,6 +176,16 @@ class Settings:
             self.values.update(checked)
             if save:
                 self.save()
+
+    def save_changes(self, changes: dict[str, Any]) -> None:
+        """A user's change (Settings tab, API): validated, applied and saved, or refused as a whole.
+
+        Unlike `update`, this refuses when config.json cannot be written (it was unreadable at
+        start), so the user is told the change would not survive a restart instead of losing it.
+        """
+        if self.unsaved_reason and changes:
+            raise SettingsNotSaved(f"{self.unsaved_reason}; fix or move the file and restart to change settings")
+        self.update(changes)
 
     def set(self, key: str, value: Any, save: bool = True) -> None:
         self.update({key: value}, save=save)

@@ -2,8 +2,8 @@
 
 Search words match the prompt, negative prompt, model and file name; a number (or ``seed:N``)
 finds images with that seed, ``model:name`` filters by model. "Send to txt2img" fills the
-txt2img tab from the image's parameters; "Delete" asks for confirmation and only ever deletes
-files inside the outputs folder.
+txt2img tab from the image's parameters, "Send to img2img" puts the image and its parameters
+into img2img; "Delete" asks for confirmation and only ever deletes files inside the outputs folder.
 """
 import html
 
@@ -41,11 +41,13 @@ def build(ui):
             path = gr.Textbox(label="File", interactive=False, elem_id="image_browser_path")
             with gr.Row():
                 send = gr.Button("Send to txt2img", elem_id="image_browser_send_to_txt2img")
+                send_img2img = gr.Button("Send to img2img", elem_id="image_browser_send_to_img2img")
                 delete = gr.Button("Delete", variant="stop", elem_id="image_browser_delete")
             with gr.Row(visible=False) as confirm_row:
                 confirm = gr.Button("Confirm delete", variant="stop", elem_id="image_browser_confirm_delete")
                 cancel = gr.Button("Cancel", elem_id="image_browser_cancel")
     shown = gr.State([])  # paths of the images in the gallery, in order
+    picked = gr.Image(type="pil", visible=False, elem_id="image_browser_image")  # what "Send to img2img" sends
 
     def do_search(folder_, query_, sort_):
         found = library.search(query_, folder_, sort_)
@@ -62,12 +64,14 @@ def build(ui):
 
     def pick(evt: gr.SelectData, paths):
         if not paths or evt.index is None or evt.index >= len(paths):
-            return gr.update(), gr.update(), gr.update(visible=False)
+            return gr.update(), gr.update(), gr.update(visible=False), gr.update()
         entry = next((e for e in library.scan() if str(e.path) == paths[evt.index]), None)
-        return (entry.infotext if entry else ""), paths[evt.index], gr.update(visible=False)
+        return (entry.infotext if entry else ""), paths[evt.index], gr.update(visible=False), paths[evt.index]
 
-    gallery.select(pick, [shown], [info, path, confirm_row], show_progress="hidden", api_visibility="private")
+    gallery.select(pick, [shown], [info, path, confirm_row, picked], show_progress="hidden",
+                   api_visibility="private")
     ui.send_to_txt2img(send, info)
+    ui.send_to_img2img(send_img2img, picked, info)
     delete.click(lambda p: gr.update(visible=bool(p)), path, confirm_row, show_progress="hidden",
                  api_visibility="private")
     cancel.click(lambda: gr.update(visible=False), None, confirm_row, show_progress="hidden",

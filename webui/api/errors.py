@@ -9,6 +9,7 @@ FastAPI's request validation errors and unexpected exceptions into one body shap
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Iterable
 
@@ -17,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+
+from webui.userfiles import has_lone_surrogate, parse_json_strict
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,53 @@ def summary(detail: list[dict[str, str]]) -> str:
     return "; ".join(f"{d['field']}: {d['message']}" for d in detail) or "invalid request"
 
 
+def _lone_surrogate_at(value: Any) -> str | None:
+    """The JSON path of the first string holding a lone surrogate ('\\ud800' decodes to one), or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if has_lone_surrogate(str(key)):
+                    return name.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                stack.append((name, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
+async def parse_body_strictly(request: Request) -> None:
+    """Parse a JSON body as plain JSON before FastAPI does, so bad bodies are a 422, never a 500.
+
+    Python's json accepts NaN, Infinity and 1e999 (which become floats no setting or size can
+    hold), recurses until RecursionError on deep nesting, and decodes '\\ud800' to a string that
+    cannot be encoded again. The result is cached on the request, so the body is parsed once.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.split(";")[0].lower():
+        return
+    body = await request.body()
+    if not body:
+        return
+    try:
+        data = parse_json_strict(body)
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            return  # FastAPI reports syntax errors with their position (see validation_detail)
+        raise ApiError.field(422, "body", str(exc)) from None
+    if b"\\u" in body:  # only escapes can produce a lone surrogate from valid UTF-8
+        where = _lone_surrogate_at(data)
+        if where:
+            raise ApiError.field(422, where, "contains invalid Unicode (a lone surrogate such as \\ud800)")
+    request._json = data  # Starlette's cache: FastAPI's own request.json() returns this
+
+
 class ApiRoute(APIRoute):
     """An APIRoute whose errors are JSON bodies of our shape, with an optional guard run first.
 
@@ -98,6 +148,7 @@ class ApiRoute(APIRoute):
             try:
                 if guard is not None:
                     guard(request)
+                await parse_body_strictly(request)
                 return await handler(request)
             except ApiError as exc:
                 return exc.response()

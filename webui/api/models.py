@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Txt2ImgRequest(BaseModel):
-    """POST /sdapi/v1/txt2img (A1111's StableDiffusionTxt2ImgProcessingAPI)."""
+class _GenerationBody(BaseModel):
+    """Fields A1111's txt2img and img2img bodies share (its StableDiffusionProcessing API fields)."""
 
     # Unknown keys are kept (and logged), never refused: clients of newer A1111 versions send more.
     model_config = ConfigDict(extra="allow")
@@ -51,8 +51,21 @@ class Txt2ImgRequest(BaseModel):
     refiner_checkpoint: str | None = None
     refiner_switch_at: float | None = None
     disable_extra_networks: bool = False
-    firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
+    force_task_id: str | None = None
+    sampler_index: str = "Euler"
+    script_name: str | None = None
+    script_args: list[Any] | dict[str, Any] = Field(default_factory=list, description="positional (A1111) or named args")
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    infotext: str | None = Field(None, description="A1111 infotext; fills every field the request does not set")
+
+
+class Txt2ImgRequest(_GenerationBody):
+    """POST /sdapi/v1/txt2img (A1111's StableDiffusionTxt2ImgProcessingAPI)."""
+
+    firstpass_image: str | None = None
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
@@ -66,20 +79,36 @@ class Txt2ImgRequest(BaseModel):
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
-    force_task_id: str | None = None
-    sampler_index: str = "Euler"
-    script_name: str | None = None
-    script_args: list[Any] | dict[str, Any] = Field(default_factory=list, description="positional (A1111) or named args")
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
-    infotext: str | None = Field(None, description="A1111 infotext; fills every field the request does not set")
+
+
+class Img2ImgRequest(_GenerationBody):
+    """POST /sdapi/v1/img2img (A1111's StableDiffusionImg2ImgProcessingAPI)."""
+
+    init_images: list[str] | None = Field(None, description="base64 images (or data: URLs)")
+    denoising_strength: float | None = 0.75
+    resize_mode: int = Field(0, description="0 Just resize, 1 Crop and resize, 2 Resize and fill, "
+                                            "3 Just resize (latent upscale)")
+    image_cfg_scale: float | None = None
+    mask: str | None = Field(None, description="base64 mask: white (or opaque, for RGBA) = repaint")
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = Field(0, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    inpaint_full_res: bool = Field(True, description="true: Only masked, false: Whole picture")
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = Field(0, description="1: inpaint what is not masked")
+    initial_noise_multiplier: float | None = None
+    include_init_images: bool = Field(False, description="echo init_images and mask in `parameters`")
 
 
 class Txt2ImgResponse(BaseModel):
     images: list[str] = Field(description="base64 PNGs, each with its A1111 'parameters' text chunk")
     parameters: dict[str, Any]
     info: str = Field(description="JSON text with A1111's Processed fields (prompt, all_seeds, infotexts, ...)")
+
+
+Img2ImgResponse = Txt2ImgResponse  # A1111's ImageToImageResponse has the same three fields
 
 
 class ProgressState(BaseModel):

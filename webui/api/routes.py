@@ -24,13 +24,17 @@ from PIL import Image, UnidentifiedImageError
 from webui.api import models as m
 from webui.api.auth import basic_auth_guard
 from webui.api.errors import ApiError, route_class
+from webui.api.networks import apply_vae_option, build_networks_router
 from webui.api.extras import build_extras_router
 from webui.api.scripts import build_scripts_router
+from webui.api.img2img import add_img2img_route
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
 from webui.infotext import parse_infotext
 from webui.jobs import Job, JobFailed
-from webui.settings import SettingsError
+from webui.generation.request import RequestError
+from webui.security.paths import api_output_dir_problems
+from webui.settings import SettingsError, SettingsNotSaved
 
 log = logging.getLogger(__name__)
 PREFIX = "/sdapi/v1"
@@ -46,7 +50,14 @@ _SCHEDULE_ROWS = {
     samplers.UNIFORM: ("uniform", None, -1, True),
     samplers.KARRAS: ("karras", None, 7.0, False),
     samplers.EXPONENTIAL: ("exponential", None, -1, False),
+    samplers.POLYEXPONENTIAL: ("polyexponential", None, 1.0, False),
     samplers.SGM_UNIFORM: ("sgm_uniform", ["SGMUniform"], -1, True),
+    samplers.KL_OPTIMAL: ("kl_optimal", None, -1, False),
+    samplers.ALIGN_YOUR_STEPS: ("align_your_steps", None, -1, False),
+    samplers.SIMPLE: ("simple", None, -1, True),
+    samplers.NORMAL: ("normal", None, -1, True),
+    samplers.DDIM_SCHEDULE: ("ddim", None, -1, True),
+    samplers.BETA: ("beta", None, -1, True),
 }
 _SECRET_FLAGS = ("api_auth", "gradio_auth")
 
@@ -149,12 +160,31 @@ def _sidecar(filename: Path) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
+def api_accounts(ctx) -> list[tuple[str, str]] | None:
+    """Who may call the API: --api-auth, or the --gradio-auth users when only that is given."""
+    security = getattr(ctx, "security", None)
+    accounts = list(security.api_accounts) if security is not None and security.api_accounts else None
+    return accounts or getattr(ctx.args, "api_auth", None)
+
+
+def api_router(ctx, prefix: str = PREFIX, **kwargs) -> APIRouter:
+    """An APIRouter for one room's routes: Basic auth, strict JSON bodies and the JSON error shape.
+
+    Rooms with their own route file build their router with this and register it in `api_routers`.
+    """
+    kwargs.setdefault("responses", {400: {"model": m.ErrorResponse}, 401: {"model": m.ErrorResponse},
+                                    413: {"model": m.ErrorResponse}, 422: {"model": m.ErrorResponse}})
+    return APIRouter(prefix=prefix, route_class=route_class(basic_auth_guard(api_accounts(ctx))), **kwargs)
+
+
+def _request_error(exc: RequestError) -> ApiError:
+    detail = exc.as_dicts()
+    return ApiError(422, "; ".join(f"{d['field']}: {d['message']}" for d in detail), detail)
+
+
 def build_router(ctx) -> APIRouter:
     """All /sdapi/v1 routes for one AppContext (closures over ctx: no module state)."""
-    guard = basic_auth_guard(getattr(ctx.args, "api_auth", None))
-    router = APIRouter(prefix=PREFIX, route_class=route_class(guard), tags=["sdapi"],
-                       responses={400: {"model": m.ErrorResponse}, 401: {"model": m.ErrorResponse},
-                                  422: {"model": m.ErrorResponse}})
+    router = api_router(ctx, tags=["sdapi"])
 
     async def swap_checkpoint(name: str) -> None:
         # Queued, so the swap lands between the jobs submitted before and after it.
@@ -167,10 +197,16 @@ def build_router(ctx) -> APIRouter:
     @router.post("/txt2img", response_model=m.Txt2ImgResponse)
     async def txt2img(body: m.Txt2ImgRequest, response: Response):
         """Generate images from a prompt (A1111's txt2img); queued FIFO with the UI's jobs."""
-        plan = plan_txt2img(body, ctx)
+        plan = plan_txt2img(body, ctx)  # 422 for bad fields and requests over budget (webui/security/budget.py)
+        if plan.persist_settings and ctx.settings.unsaved_reason:
+            raise ApiError(409, f"override_settings_restore_afterwards is false, but settings cannot be saved: "
+                                f"{ctx.settings.unsaved_reason}")
         if plan.checkpoint_first:
             await swap_checkpoint(plan.checkpoint_first)
-        job = ctx.submit_txt2img(plan.request, source="api")
+        try:
+            job = ctx.submit_txt2img(plan.request, source="api")
+        except RequestError as exc:
+            raise _request_error(exc) from None
         response.headers["X-Job-Id"] = job.id
         response.headers["X-Job-Seq"] = str(job.seq)
         try:
@@ -180,7 +216,12 @@ def build_router(ctx) -> APIRouter:
         if plan.persist_settings:
             ctx.settings.update(plan.persist_settings)  # override_settings_restore_afterwards: false
         # PNG encoding of big images takes a while: off the event loop.
-        return await run_in_threadpool(response_dict, plan, result, job, ctx)
+        answer = await run_in_threadpool(response_dict, plan, result, job, ctx)
+        # Echo only what the request type knows: unknown keys (of any size) are not sent back.
+        answer["parameters"] = body.model_dump(mode="json", exclude=set(body.model_extra or {}))
+        return answer
+
+    add_img2img_route(router, ctx, decode_image=decode_image, wait_for=wait_for, swap_checkpoint=swap_checkpoint)
 
     @router.get("/progress", response_model=m.ProgressResponse)
     def progress(skip_current_image: bool = Query(False)):
@@ -246,6 +287,8 @@ def build_router(ctx) -> APIRouter:
                 options["scheduler"] = _SCHEDULE_ROWS[spec.default_schedule][0]
             if spec.stochastic:
                 options["uses_ensd"] = True
+            if spec.second_order:
+                options["second_order"] = True
             out.append(m.SamplerItem(name=spec.name, aliases=list(spec.aliases), options=options))
         return out
 
@@ -289,17 +332,25 @@ def build_router(ctx) -> APIRouter:
                 checked[key] = ctx.settings.options[key].check(value)
             except SettingsError as exc:
                 errors.append({"field": key, "message": str(exc)})
+        errors += api_output_dir_problems(ctx, checked)  # folders set through the API stay in the data dir
         checkpoint = checked.pop("sd_model_checkpoint", None)
+        vae = checked.pop("sd_vae", None)  # applied through the queue, like a checkpoint (webui/api/networks.py)
         if checkpoint and ctx.models.find(checkpoint) is None:
             errors.append({"field": "sd_model_checkpoint",
                            "message": f"no checkpoint matches {checkpoint!r}; GET {PREFIX}/sd-models lists them"})
         if errors:
             raise ApiError(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
+        if checked and ctx.settings.unsaved_reason:  # say so before a checkpoint swap, not after
+            raise ApiError(409, f"settings not saved: {ctx.settings.unsaved_reason}; fix or move the file and restart")
         if checkpoint:
             await swap_checkpoint(checkpoint)  # first: if it fails, nothing else has changed
+        if vae is not None:
+            await apply_vae_option(ctx, vae)
         if checked:
             try:
-                ctx.settings.update(checked)
+                ctx.settings.save_changes(checked)
+            except SettingsNotSaved as exc:
+                raise ApiError(409, f"settings not saved: {exc}") from None
             except SettingsError as exc:
                 raise ApiError(422, str(exc)) from None
         return None
@@ -320,12 +371,22 @@ def build_router(ctx) -> APIRouter:
     return router
 
 
+def api_routers(ctx) -> list[APIRouter]:
+    """Every API router. A room with its own route file adds one line here: `its_module.build_router(ctx)`
+    (built with `api_router(ctx, ...)` so auth, strict JSON and the error shape come with it)."""
+    return [
+        build_router(ctx),
+        build_networks_router(ctx),
+        build_scripts_router(ctx),  # /scripts, /script-info, /extensions (webui/api/scripts.py)
+    ]
+
+
 def mount_api(app: FastAPI, ctx) -> None:
     """Add the /sdapi/v1 routes (and /docs when the app has none) to Gradio's FastAPI app."""
-    app.include_router(build_router(ctx))
-    app.include_router(build_scripts_router(ctx))  # /scripts, /script-info, /extensions (webui/api/scripts.py)
+    for router in api_routers(ctx):
+        app.include_router(router)
     if not any(getattr(r, "path", None) == "/docs" for r in app.routes) and app.openapi_url:
-        docs = APIRouter(route_class=route_class(basic_auth_guard(getattr(ctx.args, "api_auth", None))))
+        docs = APIRouter(route_class=route_class(basic_auth_guard(api_accounts(ctx))))
 
         @docs.get("/docs", include_in_schema=False)
         def swagger():

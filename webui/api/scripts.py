@@ -12,13 +12,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from webui.api.auth import basic_auth_guard
-from webui.api.errors import route_class
 from webui.extensions.api import ExtensionError
 from webui.extensions.install import commit_date
 from webui.generation.request import FieldError
 
-PREFIX = "/sdapi/v1"
 
 
 class ScriptsList(BaseModel):
@@ -84,8 +81,9 @@ def script_fields(host, script_name: Any, script_args: Any, alwayson: Any, tab: 
 
 def build_scripts_router(ctx) -> APIRouter:
     """The routes for one AppContext (closures over ctx: no module state)."""
-    router = APIRouter(prefix=PREFIX, route_class=route_class(basic_auth_guard(getattr(ctx.args, "api_auth", None))),
-                       tags=["sdapi"])
+    from webui.api.routes import api_router  # routes imports this module
+
+    router = api_router(ctx, tags=["sdapi"])
     host = ctx.extensions
 
     @router.get("/scripts", response_model=ScriptsList)

@@ -3,7 +3,7 @@
 Policy for A1111 fields we do not implement: a field whose value has no effect here
 (its default, or an hires-fix knob while `enable_hr` is false) is accepted and named in
 one warning line; a value that would change the image if honoured (`enable_hr: true`,
-`restore_faces: true`, a script, ...) is refused with a 422 naming the field, because
+`restore_faces: true`, an unknown script, ...) is refused with a 422 naming the field, because
 ignoring it would hand back a different image without saying so.
 """
 from __future__ import annotations
@@ -22,10 +22,12 @@ from PIL import Image
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
 from webui.api.scripts import script_fields
+from webui.api.networks import check_vae_override
 from webui.generation import samplers
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.images import png_info
 from webui.infotext import infotext_to_request_fields, parse_infotext
+from webui.security.paths import api_output_dir_problems
 from webui.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,9 @@ log = logging.getLogger(__name__)
 # Fields that are ignored (with a warning when not at their default): no effect on the image here.
 IGNORED_FIELDS = (
     "do_not_save_samples", "do_not_save_grid",  # A1111's API replaces both with `save_images`
-    "denoising_strength",  # only used by hires fix, which is off (enable_hr true is refused)
-    "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x",
-    "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
-    "refiner_switch_at",  # no refiner (a refiner_checkpoint is refused)
+    "firstphase_width", "firstphase_height",  # A1111's pre-1.0 hires fields, ignored by A1111 too
     "comments", "force_task_id", "disable_extra_networks",
+    "image_cfg_scale",  # img2img: only instruct-pix2pix models use it (A1111 ignores it for the rest too)
 )
 
 # A1111 settings that may arrive in override_settings, are not our settings, and change
@@ -50,7 +50,7 @@ REFUSED_OVERRIDES: dict[str, tuple[Any, ...]] = {
 # Parameters-line keys that have their own place in A1111's info JSON; the rest are "extra".
 _STANDARD_INFOTEXT_KEYS = {"Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2",
                            "Model hash", "Model", "VAE hash", "VAE", "Variation seed", "Variation seed strength",
-                           "Clip skip", "Version"}
+                           "Clip skip", "Version", "Seed resize from-1", "Seed resize from-2", "Tiling"}
 
 
 @dataclass
@@ -70,20 +70,11 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
     def refuse(name: str, message: str) -> None:
         errors.append(FieldError(name, message))
 
-    if body.enable_hr:
-        refuse("enable_hr", "hires fix is not implemented yet; send enable_hr: false")
     if body.restore_faces:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
-    if body.tiling:
-        refuse("tiling", "tiling (seamless textures) is not implemented; send tiling: false")
-    for name in ("seed_resize_from_w", "seed_resize_from_h"):
-        value = getattr(body, name)
-        if value is not None and value > 0:
-            refuse(name, f"resizing the seed is not implemented; send -1 or 0, got {value}")
-    if body.refiner_checkpoint and body.refiner_checkpoint.strip().lower() not in ("", "none"):
-        refuse("refiner_checkpoint", "the refiner is not implemented; leave refiner_checkpoint empty")
-    if body.firstpass_image:
-        refuse("firstpass_image", "a first-pass image needs hires fix, which is not implemented")
+    if getattr(body, "firstpass_image", None):
+        refuse("firstpass_image", "starting hires fix from a given first-pass image is not implemented; "
+                                  "send the image to /sdapi/v1/img2img instead")
     # k-diffusion's noise knobs: their defaults are what our samplers do; other values are not.
     for name, defaults in (("s_min_uncond", (0,)), ("s_churn", (0,)), ("s_tmin", (0,)),
                            ("s_tmax", (0, math.inf)), ("s_noise", (1,))):
@@ -92,6 +83,56 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
             allowed = " or ".join(str(d) for d in defaults)
             refuse(name, f"only the default ({allowed}) is supported, got {value:g}")
     return errors
+
+
+def _hires_fields(body) -> dict[str, Any]:
+    """Hires fix (txt2img) and refiner (both) fields of an A1111 body, with A1111's API defaults."""
+    data: dict[str, Any] = {"refiner_checkpoint": body.refiner_checkpoint or "",
+                            "refiner_switch_at": 0.8 if body.refiner_switch_at is None else body.refiner_switch_at}
+    if getattr(body, "enable_hr", False):
+        data.update(enable_hr=True, hr_scale=body.hr_scale, hr_upscaler=body.hr_upscaler or "Latent",
+                    hr_second_pass_steps=body.hr_second_pass_steps, hr_resize_x=body.hr_resize_x,
+                    hr_resize_y=body.hr_resize_y, hr_checkpoint_name=body.hr_checkpoint_name or "",
+                    hr_sampler_name=body.hr_sampler_name or "", hr_scheduler=body.hr_scheduler or "",
+                    hr_prompt=body.hr_prompt or "", hr_negative_prompt=body.hr_negative_prompt or "",
+                    denoising_strength=0.75 if body.denoising_strength is None else body.denoising_strength)
+    return data
+
+
+def _hires_problems(request: GenerationRequest, ctx) -> list[FieldError]:
+    """Names that only the running app knows: upscalers and checkpoints (422 before queueing)."""
+    from webui.models.upscalers import LATENT_MODES
+
+    errors = []
+    if request.enable_hr and request.hr_upscaler not in LATENT_MODES and ctx.upscalers.find(request.hr_upscaler) is None:
+        errors.append(FieldError("hr_upscaler", f"unknown upscaler {request.hr_upscaler!r}; GET /sdapi/v1/upscalers "
+                                                "and /sdapi/v1/latent-upscale-modes list them"))
+    current = ctx.models.current()
+    for name in ("hr_checkpoint_name", "refiner_checkpoint"):
+        value = getattr(request, name)
+        info = ctx.models.find(value) if value else None
+        if value and info is None:
+            errors.append(FieldError(name, f"no checkpoint matches {value!r}; GET /sdapi/v1/sd-models lists them"))
+        elif info is not None and current is not None:
+            problem = _latent_mismatch(ctx, info, current)
+            if problem:
+                errors.append(FieldError(name, problem))
+    return errors
+
+
+def _latent_mismatch(ctx, info, current) -> str | None:
+    """Why a second checkpoint cannot continue the current model's latents (header probe only), or None."""
+    from webui.generation.hires import latent_family
+    from webui.models.probe import probe_checkpoint
+
+    try:
+        arch = probe_checkpoint(info.filename, configs_dir=ctx.paths.configs_dir).arch
+    except Exception:  # an unreadable file fails the job later with the loader's own message
+        return None
+    if latent_family(arch) == latent_family(current.arch):
+        return None
+    return f"{info.title} is a {arch} model; it cannot continue the latents of {current.info.title} ({current.arch})"
+
 
 
 def _check_eta(body: Txt2ImgRequest, sampler_name: str) -> list[FieldError]:
@@ -142,6 +183,11 @@ def _overrides(body: Txt2ImgRequest, ctx, errors: list[FieldError], ignored: lis
                 kept[key] = option.check(value)
             except SettingsError as exc:
                 errors.append(FieldError(name, str(exc)))
+            else:  # hardening: an output folder a request sets stays inside the data dir (docs/security.md)
+                problems = api_output_dir_problems(ctx, {key: kept[key]}, "override_settings.")
+                errors += [FieldError(p["field"], p["message"]) for p in problems]
+            if key == "sd_vae" and (problem := check_vae_override(ctx, value)):
+                errors.append(FieldError(name, problem))
         elif key in REFUSED_OVERRIDES:
             if value not in REFUSED_OVERRIDES[key]:
                 errors.append(FieldError(name, f"not supported here unless {' or '.join(map(repr, REFUSED_OVERRIDES[key][:1]))}"
@@ -153,9 +199,21 @@ def _overrides(body: Txt2ImgRequest, ctx, errors: list[FieldError], ignored: lis
 
 def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
     """Validate an A1111 txt2img body into a Plan, or raise ApiError(422) naming every bad field."""
-    errors = _refusals(body)
-    ignored = [name for name in IGNORED_FIELDS
-               if getattr(body, name) != Txt2ImgRequest.model_fields[name].get_default(call_default_factory=True)]
+    return plan_request(body, ctx)
+
+
+def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[FieldError] | None = None,
+                 used: tuple[str, ...] = (), what: str = "txt2img") -> Plan:
+    """Validate a txt2img or img2img body into a Plan, or raise ApiError(422) naming every bad field.
+
+    ``extra``: request fields the caller already decoded (img2img's images and mask fields);
+    ``errors``: the caller's own field errors, reported with the rest; ``used``: IGNORED_FIELDS
+    names that the caller's mode does use (img2img's denoising_strength).
+    """
+    errors = list(errors or []) + _refusals(body)
+    fields = type(body).model_fields
+    ignored = [name for name in IGNORED_FIELDS if name in fields and name not in used
+               and getattr(body, name) != fields[name].get_default(call_default_factory=True)]
     ignored += [f"{key} (unknown field)" for key in (body.model_extra or {})]
     overrides, checkpoint = _overrides(body, ctx, errors, ignored)
 
@@ -166,10 +224,16 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         "sampler_name": body.sampler_name or body.sampler_index,  # A1111: sampler_name or the legacy index
         "scheduler": body.scheduler, "batch_size": body.batch_size, "n_iter": body.n_iter, "steps": body.steps,
         "cfg_scale": body.cfg_scale, "width": body.width, "height": body.height,
-        "save_images": body.save_images,
+        "save_images": body.save_images, "tiling": bool(body.tiling),
+        "seed_resize_from_w": -1 if body.seed_resize_from_w is None else body.seed_resize_from_w,
+        "seed_resize_from_h": -1 if body.seed_resize_from_h is None else body.seed_resize_from_h,
     }
+    data.update(_hires_fields(body))
+    data.update(extra or {})
     data.update(_from_infotext(body))
-    scripts, script_errors = script_fields(getattr(ctx, "extensions", None), body.script_name, body.script_args, body.alwayson_scripts)
+    # Extensions' script_name/script_args and alwayson_scripts (webui/api/scripts.py), per tab.
+    scripts, script_errors = script_fields(getattr(ctx, "extensions", None), body.script_name, body.script_args,
+                                           body.alwayson_scripts, tab=what)
     data.update(scripts)
     errors.extend(script_errors)
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
@@ -189,6 +253,8 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         request = None
     if request is not None:
         errors.extend(_check_eta(body, request.sampler_name))
+        errors.extend(ctx.security.budget.problems(request))  # hardening: before any checkpoint swap
+        errors.extend(_hires_problems(request, ctx))
         unknown = [s for s in request.styles if s not in ctx.styles]
         if unknown:
             errors.append(FieldError("styles", f"unknown style(s): {', '.join(unknown)}; "
@@ -197,7 +263,7 @@ def plan_txt2img(body: Txt2ImgRequest, ctx) -> Plan:
         detail = RequestError(errors).as_dicts()
         raise ApiError(422, "; ".join(f"{d['field']}: {d['message']}" for d in detail), detail)
     if ignored:
-        log.warning("txt2img: ignoring fields not implemented here (no effect on the image): %s",
+        log.warning("%s: ignoring fields not implemented here (no effect on the image): %s", what,
                     ", ".join(ignored))
     plan.request = request
     return plan
@@ -246,27 +312,31 @@ def info_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
         "sd_vae_hash": first.get("VAE hash"),
         "seed_resize_from_w": body.seed_resize_from_w if body.seed_resize_from_w is not None else -1,
         "seed_resize_from_h": body.seed_resize_from_h if body.seed_resize_from_h is not None else -1,
-        "denoising_strength": body.denoising_strength,
+        "denoising_strength": req.denoising_strength if req.mode != "txt2img" or req.enable_hr else body.denoising_strength,
         "extra_generation_params": {k: v for k, v in first.items() if k not in _STANDARD_INFOTEXT_KEYS},
         "index_of_first_image": 0,  # no grid in API results: A1111 adds one only when saving grids
         "infotexts": result.infotexts,
         "styles": req.styles,
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
         "clip_skip": clip_skip,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": "Conditional mask weight" in first,
         "version": ctx.core.version,
         # Ours, not A1111's: which queue job made these images, and whether it was interrupted.
         "job_id": job.id,
         "job_seq": job.seq,
         "interrupted": result.interrupted,
-        "comments": list(getattr(result, "comments", [])),  # notes, e.g. an extension hook that failed (ours)
+        # A1111's p.comment() lines: networks not found, refused or of another base model.
+        "comments": "".join(f"{c}\n" for c in result.comments),
     }
 
 
-def response_dict(plan: Plan, result: GenerationResult, job, ctx) -> dict[str, Any]:
-    """The A1111 txt2img response body: images, echoed parameters, info as a JSON string."""
+def response_dict(plan: Plan, result: GenerationResult, job, ctx, parameters: dict | None = None) -> dict[str, Any]:
+    """The A1111 txt2img/img2img response body: images, echoed parameters, info as a JSON string."""
     write_info = bool(_setting(result.request, ctx, "enable_pnginfo"))
     images = [encode_png(image, text if write_info else None)
               for image, text in zip(result.images, result.infotexts)] if plan.body.send_images else []
-    return {"images": images, "parameters": plan.body.model_dump(mode="json"),
-            "info": json.dumps(info_dict(plan, result, job, ctx), ensure_ascii=False)}
+    info = info_dict(plan, result, job, ctx)
+    if result.comments:
+        info["comments"] = "\n".join(result.comments)  # A1111 puts notes such as "mask is blank" here
+    return {"images": images, "parameters": plan.body.model_dump(mode="json") if parameters is None else parameters,
+            "info": json.dumps(info, ensure_ascii=False)}

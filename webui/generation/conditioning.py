@@ -29,9 +29,11 @@ CHUNK_LENGTH = 75
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 
 TokenExpander = Callable[[list[int]], list[int]]
-"""Seam for textual-inversion embeddings (a later issue): given the token ids of
-one weighted run, return the ids to encode instead (e.g. an embedding's name
-replaced by its placeholder tokens). The run's weight applies to all of them."""
+"""Seam for textual-inversion embeddings: given the token ids of one weighted run,
+return the ids to encode instead (an embedding's name replaced by one placeholder
+id per vector). The run's weight applies to all of them. An expander with a
+``span_length(token)`` method keeps an embedding's placeholders in one chunk, as
+A1111 does (the embeddings room, ``webui.models.networks.embeddings``, has one)."""
 
 
 @dataclass
@@ -122,6 +124,7 @@ def tokenize_prompt(
         chunks.append(PromptChunk([bos] + tokens + [eos] * (padding + 1), [1.0] + weights + [1.0] * (padding + 1)))
         tokens, weights, last_comma = [], [], -1
 
+    span_length = getattr(expand_tokens, "span_length", None)
     for run in runs:
         if run is BREAK:
             close_chunk()
@@ -130,6 +133,9 @@ def tokenize_prompt(
         if expand_tokens is not None:
             ids = expand_tokens(ids)
         for token in ids:
+            span = span_length(token) if span_length is not None else None
+            if span is not None and tokens and len(tokens) + span > CHUNK_LENGTH:
+                close_chunk()  # an embedding's vectors are never split across chunks
             if token == comma:
                 last_comma = len(tokens)
             elif (
@@ -154,15 +160,19 @@ def tokenize_prompt(
     return chunks, token_count
 
 
-def count_tokens(tokenizer, prompt: str, steps: int = 20, comma_backtrack: int = 20) -> tuple[int, int]:
+def count_tokens(tokenizer, prompt: str, steps: int = 20, comma_backtrack: int = 20,
+                 expand_tokens: TokenExpander | None = None) -> tuple[int, int]:
     """Token counter for the UI: ``(tokens_used, token_limit)``, e.g. ``(12, 75)`` or ``(80, 150)``.
 
     Like A1111 it counts the longest text the prompt-editing schedule produces
-    for ``steps`` steps. Extra-network tags (``<lora:...>``) should be removed
-    by the caller first.
+    for ``steps`` steps, without extra-network tags (``<lora:...>``), and an
+    embedding as its number of vectors when ``expand_tokens`` knows it.
     """
+    from webui.models.networks.tags import TAG
+
+    prompt = TAG.sub("", prompt)
     schedule = get_prompt_schedule(prompt, max(steps, 1))
-    used = max(tokenize_prompt(tokenizer, text, comma_backtrack)[1] for _, text in schedule)
+    used = max(tokenize_prompt(tokenizer, text, comma_backtrack, expand_tokens=expand_tokens)[1] for _, text in schedule)
     return used, math.ceil(max(used, 1) / CHUNK_LENGTH) * CHUNK_LENGTH
 
 
@@ -201,9 +211,17 @@ def _apply_weights(z: torch.Tensor, chunks: list[PromptChunk], emphasis: str) ->
     return torch.where(plain, z, weighted * (original_mean / new_mean))
 
 
-def _encode(tokenizer, encoder, chunks: list[PromptChunk], layer: int, final_norm: bool, emphasis: str):
-    """Encode chunks in one batch; returns (weighted hidden states [n, 77, dim], text_embeds or None)."""
-    out = encoder(_token_tensor(tokenizer, chunks, encoder.device), output_hidden_states=True)
+def _encode(tokenizer, encoder, chunks: list[PromptChunk], layer: int, final_norm: bool, emphasis: str,
+            embeddings=None):
+    """Encode chunks in one batch; returns (weighted hidden states [n, 77, dim], text_embeds or None).
+
+    With ``embeddings``, placeholder ids become their vectors (``embeddings.splice``)."""
+    ids = _token_tensor(tokenizer, chunks, encoder.device)
+    if embeddings is None:
+        out = encoder(ids, output_hidden_states=True)
+    else:
+        with embeddings.splice(encoder, ids) as plain_ids:
+            out = encoder(plain_ids, output_hidden_states=True)
     if layer == -1 and final_norm:
         z = out.last_hidden_state
     else:
@@ -232,6 +250,7 @@ def encode_prompts(
     steps: int | None = None,
     emphasis: str = "Original",
     expand_tokens: TokenExpander | None = None,
+    embeddings=None,
 ) -> Conditioning:
     """Encode prompt and negative prompt with A1111 semantics for ``pipe``'s text encoder(s).
 
@@ -246,7 +265,14 @@ def encode_prompts(
     resolved to the text of the final step; without it the text is encoded
     as written. The shorter of prompt/negative is padded with empty chunks so
     both have the same length.
+
+    Extra-network tags (``<lora:name:1>``) are removed from the prompt first.
+    ``embeddings`` (an ``EmbeddingLookup``) finds textual-inversion embedding
+    names in both prompts and encodes their vectors in place of the names.
     """
+    from webui.models.networks.tags import TAG
+
+    prompt = TAG.sub("", prompt)  # <lora:...> tags are instructions, not text (A1111 strips the positive prompt's)
     if steps is not None:
         prompt = get_prompt_schedule(prompt, steps)[-1][1]
         negative = get_prompt_schedule(negative, steps)[-1][1]
@@ -261,14 +287,16 @@ def encode_prompts(
     pooled = negative_pooled = None
     with torch.no_grad():
         for tokenizer, encoder in pairs:
-            kwargs = {"comma_backtrack": comma_backtrack, "emphasis": emphasis, "expand_tokens": expand_tokens}
+            expand = embeddings.expander(tokenizer) if embeddings is not None else expand_tokens
+            kwargs = {"comma_backtrack": comma_backtrack, "emphasis": emphasis, "expand_tokens": expand}
             positive_chunks, _ = tokenize_prompt(tokenizer, prompt, **kwargs)
             negative_chunks, _ = tokenize_prompt(tokenizer, negative, **kwargs)
             length = max(len(positive_chunks), len(negative_chunks))
             positive_chunks += [_empty_chunk(tokenizer)] * (length - len(positive_chunks))
             negative_chunks += [_empty_chunk(tokenizer)] * (length - len(negative_chunks))
             layer, final_norm = (-2, False) if is_sdxl else (-clip_skip, True)
-            z, text_embeds = _encode(tokenizer, encoder, positive_chunks + negative_chunks, layer, final_norm, emphasis)
+            z, text_embeds = _encode(tokenizer, encoder, positive_chunks + negative_chunks, layer, final_norm, emphasis,
+                                     embeddings)
             prompt_parts.append(z[:length].reshape(1, -1, z.shape[-1]))
             negative_parts.append(z[length:].reshape(1, -1, z.shape[-1]))
             if is_sdxl and text_embeds is not None:

@@ -66,6 +66,14 @@ def validate_image_fields(req, out: dict[str, Any], errors: list) -> None:
         for name in ("mask_blur_x", "mask_blur_y"):
             out[name] = _check_int(name, getattr(req, name), 0, MAX_MASK_BLUR, errors)
 
+    from webui.generation.soft_inpaint import SoftInpainting
+
+    try:
+        out["soft_inpainting"] = SoftInpainting.from_value(req.soft_inpainting) \
+            if not isinstance(req.soft_inpainting, SoftInpainting) else req.soft_inpainting
+    except ValueError as exc:
+        errors.append(FieldError("soft_inpainting", str(exc)))
+
     images = req.init_images if req.init_images is not None else []
     if not isinstance(images, (list, tuple)) or not all(isinstance(i, Image.Image) for i in images):
         errors.append(FieldError("init_images", f"must be a list of images, got {_show(images)}"))

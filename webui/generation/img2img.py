@@ -35,6 +35,8 @@ class InitImages:
     overlays: list[Image.Image] | None = None  # per init image: original with alpha = keep
     paste_to: tuple[int, int, int, int] | None = None  # "Only masked": where the crop goes back
     fill_mode: int = ORIGINAL
+    bases: list[Image.Image] = field(default_factory=list)  # per init image: what the overlays were cut from
+    round_mask: bool = True  # off with soft inpainting
     extra: dict[str, Any] = field(default_factory=dict)  # infotext keys, A1111's order
     comments: list[str] = field(default_factory=list)
 
@@ -81,12 +83,16 @@ def prepare(request, pipe) -> InitImages:
     """Images and mask of a validated img2img/inpaint request -> InitImages (A1111's init())."""
     width, height, resize_mode = request.width, request.height, request.resize_mode
     extra: dict[str, Any] = {"Denoising strength": request.denoising_strength}
+    soft = request.soft_inpainting if request.mode == "inpaint" else None
+    round_mask = request.mask_round and soft is None  # soft inpainting keeps the mask's softness (A1111)
+    if soft is not None:
+        extra.update(soft.infotext())
     comments: list[str] = []
     sources = list(request.init_images)
     mask = crop = paste_to = mask_for_overlay = None
 
     if request.mode == "inpaint" and request.mask is not None:
-        mask = masks.binary_mask(request.mask, request.mask_round)
+        mask = masks.binary_mask(request.mask, round_mask)
         if mask.size != sources[0].size:  # A1111 resizes a mask of another size too
             mask = mask.resize(sources[0].size, masks.LANCZOS)
         if request.inpainting_mask_invert:
@@ -122,7 +128,7 @@ def prepare(request, pipe) -> InitImages:
             latent_source = masks.resize_image(resize_mode, latent_source, width, height)
 
     fill_mode = request.inpainting_fill if mask is not None else ORIGINAL
-    processed, overlays = [], []
+    processed, overlays, bases = [], [], []
     for source in sources:
         image = masks.flatten(source)
         if crop is None and resize_mode != LATENT_UPSCALE:
@@ -133,6 +139,7 @@ def prepare(request, pipe) -> InitImages:
             if overlay_mask.size != shown.size:
                 overlay_mask = masks.resize_image(resize_mode, overlay_mask, shown.width, shown.height)
             overlays.append(masks.make_overlay(shown, overlay_mask))
+            bases.append(shown)
         if crop is not None:
             image = masks.resize_image(2, image.crop(crop), width, height)
         if mask is not None and fill_mode != ORIGINAL:
@@ -157,14 +164,14 @@ def prepare(request, pipe) -> InitImages:
 
     latent_mask = None
     if mask is not None:
-        latent_mask = _mask_to_latent(latent_source, latent_size, request.mask_round)
+        latent_mask = _mask_to_latent(latent_source, latent_size, round_mask)
         if fill_mode in (LATENT_NOISE, LATENT_NOTHING):
             extra["Masked content"] = MASKED_CONTENT[fill_mode]
     if request.initial_noise_multiplier != 1.0:
         extra["Noise multiplier"] = request.initial_noise_multiplier
     return InitImages(latents=latents, pixels=pixels, image_mask=mask, latent_mask=latent_mask,
-                      overlays=overlays or None, paste_to=paste_to, fill_mode=fill_mode, extra=extra,
-                      comments=comments)
+                      overlays=overlays or None, paste_to=paste_to, fill_mode=fill_mode, bases=bases,
+                      round_mask=round_mask, extra=extra, comments=comments)
 
 
 def batch_latents(init: InitImages, first_index: int, count: int, batch_seeds: list[int]) -> torch.Tensor:
@@ -202,9 +209,15 @@ def inpaint_conditioning(pipe, init: InitImages | None, count: int, first_index:
     return mask.expand(count, -1, -1, -1).contiguous(), vae_codec.encode(pipe, masked)
 
 
-def finish_image(init: InitImages, index: int, image: Image.Image) -> Image.Image:
-    """Un-crop and overlay a decoded image so everything outside the mask is the original's."""
+def finish_image(init: InitImages, index: int, image: Image.Image, mask: Image.Image | None = None) -> Image.Image:
+    """Un-crop and overlay a decoded image so everything outside the mask is the original's.
+
+    ``mask``: an overlay mask computed after sampling (soft inpainting) instead of the prepared one.
+    """
     if init.overlays is None:
         return image
-    overlay = init.overlays[index % len(init.overlays)]
+    if mask is not None:
+        overlay = masks.make_overlay(init.bases[index % len(init.bases)], mask)
+    else:
+        overlay = init.overlays[index % len(init.overlays)]
     return masks.apply_overlay(image, init.paste_to, overlay)

@@ -118,3 +118,31 @@ def batch_conditioning(conds: list, empty_chunk):
         pooled = torch.cat([c.pooled_prompt_embeds for c in conds])
         negative_pooled = torch.cat([c.negative_pooled_prompt_embeds for c in conds])
     return type(first)(positive, negative, pooled, negative_pooled)
+
+
+def hires_for_batch(hr, hr_plan, request, pairs: list[tuple[str, str]], encode_hr):
+    """The hires pass's conditioning for one batch of planned prompts.
+
+    A1111 gives each image's second pass that image's own prompt where ``hr_prompt`` /
+    ``hr_negative_prompt`` are empty. The job-wide ``(hr, hr_plan)`` is returned as it is when the
+    batch's prompts are the job's; otherwise a copy of ``hr`` with the batch's conditioning (encoded
+    by ``encode_hr``, the second pass's checkpoint) and a per-call guidance plan when the batch
+    shares one prompt (a mixed batch uses each prompt's final schedule entry, as the first pass).
+    """
+    if hr is None:
+        return None, None
+    hr_pairs = [(request.hr_prompt or a, request.hr_negative_prompt or b) for a, b in pairs]
+    if all(pair == (hr.prompt, hr.negative_prompt) for pair in hr_pairs):
+        return hr, hr_plan
+    import dataclasses
+
+    from webui.generation import guidance, samplers
+
+    steps = request.hr_second_pass_steps or request.steps
+    conds = {pair: encode_hr(*pair, steps=steps) for pair in set(hr_pairs)}
+    cond = batch_conditioning([conds[pair] for pair in hr_pairs], lambda: encode_hr("", "").prompt_embeds[:, :77])
+    plan = None
+    if len(conds) == 1:
+        plan = guidance.build_plan(*hr_pairs[0], samplers.prompt_steps(hr.sampler_name, hr.run_steps), encode_hr,
+                                   cond)
+    return dataclasses.replace(hr, cond=cond, prompt=hr_pairs[0][0], negative_prompt=hr_pairs[0][1]), plan

@@ -19,6 +19,7 @@ is encoded. A feature may:
 - ``p.plan``: a GenerationPlan (``webui/generation/plan.py``) with a prompt, negative prompt, seed and
   subseed per image (dynamic prompts, prompt matrix); None means every image uses ``p.prompt``;
 - ``p.on_save(before=fn(SaveParams), after=fn(path))``: around each saved PNG.
+- ``p.embeddings``: the textual-inversion embeddings ``encode_prompts`` splices in (networks).
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ class Processing:
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     plan: Any = None  # webui.generation.plan.GenerationPlan: per-image prompts/seeds (None: uniform)
+    embeddings: Any = None  # textual-inversion lookup for encode_prompts (set by the networks feature)
     _steps: list[_Registered] = field(default_factory=list)
     _image_hooks: list[ImageHook] = field(default_factory=list)
     _save_hooks: list[tuple[Any, Any]] = field(default_factory=list)

@@ -42,6 +42,7 @@ class Progress:
         self._preview = None
         self._preview_step = 0
         self._textinfo = "Waiting..."
+        self.prefix = ""  # a job of several generations (outpainting tiles) names the current one here
 
     # --- control, from UI/API threads
     def interrupt(self) -> None:
@@ -68,7 +69,7 @@ class Progress:
     def begin_batch(self, job_no: int, job_count: int, steps: int) -> None:
         with self._lock:
             self._job_no, self._job_count, self._step, self._steps = job_no, job_count, 0, steps
-            self._textinfo = f"Batch {job_no + 1} of {job_count}"
+            self._textinfo = f"{self.prefix}Batch {job_no + 1} of {job_count}"
         self._skip.clear()
 
     def step(self, step: int, latents: Any = None) -> None:

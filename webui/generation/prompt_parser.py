@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple, Union
 
+from webui.generation import attention_weights
+
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
 
@@ -61,7 +63,28 @@ _ATTENTION_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK_WORD = re.compile(r"\bBREAK\b")
+
+
+
+def _split_breaks(piece: str) -> list[str]:
+    """A1111's ``re.split(r"\s*\bBREAK\b\s*", piece)``, in linear time.
+
+    The regex backtracks over every whitespace run that is not followed by BREAK
+    (quadratic on a prompt of spaces); finding the word and stripping around it gives
+    the same parts, because ``\s`` and ``str.strip()`` agree on what whitespace is.
+    """
+    if "BREAK" not in piece:
+        return [piece]
+    parts, last = [], 0
+    for match in _BREAK_WORD.finditer(piece):
+        parts.append(piece[last : match.start()])
+        last = match.end()
+    parts.append(piece[last:])
+    if len(parts) == 1:
+        return parts
+    return [part.rstrip() if i == 0 else part.lstrip() if i == len(parts) - 1 else part.strip()
+            for i, part in enumerate(parts)]
 
 
 def parse_prompt_attention(text: str) -> list[Run]:
@@ -76,61 +99,76 @@ def parse_prompt_attention(text: str) -> list[Run]:
     stays a BREAK (A1111 multiplies its -1 sentinel and then encodes the word
     "BREAK"), and a malformed weight such as ``(a:1.2.3)`` is read as text
     closed by ``)`` (A1111 raises ValueError).
+
+    Linear time (A1111's loop is quadratic: ``"(a" * 30000`` took minutes): see
+    ``attention_weights.py`` for how the floats stay bit-identical to A1111's.
     """
-    # Weights are multiplied when a group closes, over every run appended since
-    # it opened, in A1111's order, so the floats come out bit-identical.
-    runs: list[list] = []
+    texts: list = []  # run texts in order; BREAK where a chunk break goes
+    # (start, end, factor): A1111 multiplies runs[start:end] by factor when a group closes,
+    # in this order; end is the run count at that moment (runs added later are not scaled).
+    ops: list[tuple[int, int, float]] = []
     round_opens: list[int] = []
     square_opens: list[int] = []
 
-    def scale_from(start: int, factor: float) -> None:
-        for run in runs[start:]:
-            if run is not BREAK:
-                run[1] *= factor
-
     def add_text(piece: str) -> None:
-        for index, part in enumerate(_BREAK_WORD.split(piece)):
+        for index, part in enumerate(_split_breaks(piece)):
             if index:
-                runs.append(BREAK)
+                texts.append(BREAK)
             if part:
-                runs.append([part, 1.0])
+                texts.append(part)
 
     for match in _ATTENTION_TOKEN.finditer(text):
         kind = match.lastgroup
         token = match.group(0)
         if kind == "escape":
-            runs.append([token[1:], 1.0])
+            texts.append(token[1:])
         elif kind == "backslash":
             continue  # A1111 keeps an empty string for it, which carries no tokens
         elif kind == "open":
-            (round_opens if token == "(" else square_opens).append(len(runs))
+            (round_opens if token == "(" else square_opens).append(len(texts))
         elif kind == "weight" and round_opens:
             try:
                 factor = float(match.group("weight"))
             except ValueError:
                 add_text(token[:-1])
                 factor = ROUND_MULTIPLIER
-            scale_from(round_opens.pop(), factor)
+            ops.append((round_opens.pop(), len(texts), factor))
         elif token == ")" and round_opens:
-            scale_from(round_opens.pop(), ROUND_MULTIPLIER)
+            ops.append((round_opens.pop(), len(texts), ROUND_MULTIPLIER))
         elif token == "]" and square_opens:
-            scale_from(square_opens.pop(), SQUARE_MULTIPLIER)
+            ops.append((square_opens.pop(), len(texts), SQUARE_MULTIPLIER))
         else:
             add_text(token)
 
-    for start in round_opens:
-        scale_from(start, ROUND_MULTIPLIER)
-    for start in square_opens:
-        scale_from(start, SQUARE_MULTIPLIER)
+    ops.extend((start, len(texts), ROUND_MULTIPLIER) for start in round_opens)
+    ops.extend((start, len(texts), SQUARE_MULTIPLIER) for start in square_opens)
 
+    return _merge(texts, attention_weights.weights(len(texts), ops, len(text)))
+
+
+def _merge(texts: list, weights: list[float]) -> list[Run]:
+    """Adjacent runs of equal weight as one run (joined once: no quadratic string growth)."""
     merged: list[Run] = []
-    for run in runs:
-        if run is BREAK:
+    pending: list[str] = []
+    weight = None
+
+    def flush() -> None:
+        if pending:
+            merged.append(PromptRun("".join(pending), weight))
+            pending.clear()
+
+    for text, value in zip(texts, weights):
+        if text is BREAK:
+            flush()
             merged.append(BREAK)
-        elif merged and merged[-1] is not BREAK and merged[-1].weight == run[1]:
-            merged[-1] = PromptRun(merged[-1].text + run[0], run[1])
+            weight = None
+        elif pending and weight == value:
+            pending.append(text)
         else:
-            merged.append(PromptRun(run[0], run[1]))
+            flush()
+            pending.append(text)
+            weight = value
+    flush()
     return merged or [PromptRun("", 1.0)]
 
 

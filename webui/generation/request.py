@@ -19,6 +19,7 @@ from PIL import Image
 
 from webui.generation import samplers
 from webui.generation.seeds import MAX_SEED
+from webui.models.networks.tags import check_prompt_tags
 
 DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's first (default) sampler
 DEFAULT_SCHEDULER = samplers.AUTOMATIC
@@ -69,6 +70,9 @@ class GenerationRequest:
     script_name: str | None = None  # a selectable script (X/Y/Z plot, ...) that runs the whole job
     script_args: dict[str, Any] | list = field(default_factory=dict)  # named (or A1111 positional) args
     alwayson_scripts: dict[str, Any] = field(default_factory=dict)  # {panel title: {"args": [...] | {...}}}
+    seed_resize_from_w: int = -1  # A1111's "Resize seed from width/height"; -1 or 0: off
+    seed_resize_from_h: int = -1
+    tiling: bool = False  # seamless tiles: circular padding in the UNet and VAE
     # --- img2img / inpaint (A1111's StableDiffusionProcessingImg2Img fields and defaults)
     mode: str = "txt2img"  # txt2img | img2img | inpaint
     init_images: list[Image.Image] = field(default_factory=list)
@@ -86,6 +90,21 @@ class GenerationRequest:
     inpainting_mask_invert: int | str = 0  # 0 Inpaint masked, 1 Inpaint not masked
     initial_noise_multiplier: float = 1.0
     latent_mask: Image.Image | None = None  # outpainting: a tighter mask for the latent blend than for the overlay
+    # --- hires fix and refiner (A1111's txt2img fields; empty names mean "same as the first pass")
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: str = ""
+    hr_sampler_name: str = ""
+    hr_scheduler: str = ""
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    refiner_checkpoint: str = ""
+    refiner_switch_at: float = 0.8
+    soft_inpainting: Any = None  # A1111's soft inpainting: true, an object of its six settings, or its args list
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> tuple["GenerationRequest", dict[str, Any]]:
@@ -122,6 +141,11 @@ class GenerationRequest:
                 errors.append(FieldError(name, f"must be text, got {_show(value)}"))
             out[name] = value
 
+        if isinstance(out["prompt"], str):
+            tag_problem = check_prompt_tags(out["prompt"])  # <lora:name:weight> with a weight that is no number
+            if tag_problem:
+                errors.append(FieldError("prompt", tag_problem))
+
         styles = [] if self.styles is None else self.styles
         if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) for s in styles):
             errors.append(FieldError("styles", f"must be a list of style names, got {_show(self.styles)}"))
@@ -134,10 +158,16 @@ class GenerationRequest:
 
         if not isinstance(self.save_images, bool):
             errors.append(FieldError("save_images", f"must be true or false, got {_show(self.save_images)}"))
+        if not isinstance(self.tiling, bool):
+            errors.append(FieldError("tiling", f"must be true or false, got {_show(self.tiling)}"))
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            out[name] = _check_int(name, -1 if getattr(self, name) is None else getattr(self, name), -1, 4096, errors)
 
         from webui.generation.image_fields import validate_image_fields
 
         validate_image_fields(self, out, errors)  # may set width/height (scale_by) and batch_size
+        from webui.generation.hires_fields import validate_hires_fields
+
 
         for name in ("width", "height"):
             raw = out.get(name, getattr(self, name))
@@ -159,6 +189,7 @@ class GenerationRequest:
         out["subseed_strength"] = _check_float("subseed_strength", self.subseed_strength, 0.0, 1.0, errors)
 
         out["sampler_name"], out["scheduler"] = _check_sampler(self.sampler_name, self.scheduler, errors)
+        validate_hires_fields(self, out, errors)  # after width/height: checks the hires size
 
         if not isinstance(self.override_settings, dict):
             errors.append(FieldError("override_settings",
@@ -192,7 +223,7 @@ class GenerationResult:
     request: GenerationRequest
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
-    comments: list[str] = field(default_factory=list)  # notes for the user (e.g. an empty mask ran as img2img)
+    comments: list[str] = field(default_factory=list)  # notes for the user (A1111's p.comment): networks not found, an empty mask ran as img2img
 
 
 def _copy(value: Any) -> Any:

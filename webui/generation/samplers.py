@@ -1,38 +1,66 @@
-"""A1111 sampler and schedule-type names mapped onto diffusers schedulers.
+"""A1111 sampler and schedule-type names mapped onto schedulers a diffusers pipeline can run.
 
 A1111 splits a sampler ("DPM++ 2M") from its schedule type ("Karras"); older
 versions used combined names ("DPM++ 2M Karras") and k-diffusion style aliases
 ("k_dpmpp_2m_ka"). Everything here accepts all three spellings and hands back the
-modern pair, then builds the diffusers scheduler from the loaded model's own
-scheduler config so the model's beta schedule and prediction type survive.
+modern pair, then builds the scheduler from the loaded model's own scheduler config
+so the model's beta schedule and prediction type survive.
 
-Seeding the per-step noise: ancestral and SDE samplers (``SamplerSpec.stochastic``)
-draw fresh noise inside ``scheduler.step``. A1111 draws that noise from the same
-per-image CPU generator that made the image's initial latent, so a given seed
-gives the same image at any batch size. The core gets the same behaviour by
-creating the generators with ``seeds.make_generators(seeds)``, passing them to
-``seeds.make_noise(..., generators=gens)`` for the initial latents and then
-passing the same list as the pipeline's ``generator=`` argument (diffusers'
-``randn_tensor`` draws one tensor per generator, on the generator's device).
+A1111's k-diffusion samplers (DPM++ 2M, Euler a, ..., Restart) and its DDIM / DDIM CFG++
+run on our own schedulers in ``webui/generation/ksamplers`` (k-diffusion's algorithms and
+every A1111 schedule type, written for diffusers' pipeline loop); PLMS, UniPC and LCM
+use diffusers' schedulers.
+
+Seeding the per-step noise: ancestral samplers (``SamplerSpec.stochastic``) draw fresh
+noise inside ``scheduler.step`` from the same per-image CPU generator that made the
+image's initial latent, as A1111 does, so a given seed gives the same image at any batch
+size. The core creates the generators with ``seeds.make_generators(seeds)``, passes them
+to ``seeds.make_noise(..., generators=gens)`` for the initial latents and then passes
+the same list as the pipeline's ``generator=`` argument. SDE samplers use Brownian trees
+seeded per image by ``seed_scheduler(scheduler, batch_seeds)``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import diffusers
-from diffusers.utils import is_scipy_available, is_torchsde_available
+
+# Availability without importing the packages (or diffusers): the UI and API list samplers at start-up.
+def is_scipy_available() -> bool:
+    return importlib.util.find_spec("scipy") is not None
+
+
+def is_torchsde_available() -> bool:
+    return importlib.util.find_spec("torchsde") is not None
+
 
 AUTOMATIC = "Automatic"
 UNIFORM = "Uniform"
 KARRAS = "Karras"
 EXPONENTIAL = "Exponential"
+POLYEXPONENTIAL = "Polyexponential"
 SGM_UNIFORM = "SGM Uniform"
+KL_OPTIMAL = "KL Optimal"
+ALIGN_YOUR_STEPS = "Align Your Steps"
+SIMPLE = "Simple"
+NORMAL = "Normal"
+DDIM_SCHEDULE = "DDIM"
+BETA = "Beta"
 
-SCHEDULES: tuple[str, ...] = (AUTOMATIC, UNIFORM, KARRAS, EXPONENTIAL, SGM_UNIFORM)
+# A1111 1.10's schedule types, in its order.
+SCHEDULES: tuple[str, ...] = (AUTOMATIC, UNIFORM, KARRAS, EXPONENTIAL, POLYEXPONENTIAL, SGM_UNIFORM, KL_OPTIMAL,
+                              ALIGN_YOUR_STEPS, SIMPLE, NORMAL, DDIM_SCHEDULE, BETA)
+
+# Label -> schedule function key of webui.generation.ksamplers.sigmas (k-diffusion samplers).
+_K_SCHEDULE_KEYS: Mapping[str, str] = MappingProxyType({
+    UNIFORM: "uniform", KARRAS: "karras", EXPONENTIAL: "exponential", POLYEXPONENTIAL: "polyexponential",
+    SGM_UNIFORM: "sgm_uniform", KL_OPTIMAL: "kl_optimal", ALIGN_YOUR_STEPS: "align_your_steps",
+    SIMPLE: "simple", NORMAL: "normal", DDIM_SCHEDULE: "ddim", BETA: "beta",
+})
 
 # Config keys that describe the *model* (its training noise schedule and output
 # parameterisation). Only these travel from the model's scheduler config into the
@@ -52,12 +80,11 @@ MODEL_CONFIG_KEYS: tuple[str, ...] = (
 
 _SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 
-# What each schedule type sets on a scheduler. Karras and Exponential also ask for
-# "linspace" spacing: with SD's "leading" spacing, Euler/Heun/KDPM2 derive sigma_max
-# from the first leading timestep (about 11.0 instead of 14.6 for SD 1.5), while
-# A1111/k-diffusion always span the model's full sigma range. Uniform is
-# k-diffusion's get_sigmas(n), which is diffusers' "linspace"; diffusers documents
-# "trailing" as the equivalent of SGM Uniform.
+# The diffusers schedulers we still use (PLMS, UniPC, LCM) express a schedule type through
+# their own flags. Karras and Exponential also ask for "linspace" spacing: with SD's "leading"
+# spacing the sigma range would not span the model's full range as A1111's does. Uniform is
+# k-diffusion's get_sigmas(n), which is diffusers' "linspace"; diffusers documents "trailing"
+# as the equivalent of SGM Uniform.
 _SCHEDULE_KWARGS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     UNIFORM: MappingProxyType({"timestep_spacing": "linspace"}),
     KARRAS: MappingProxyType({"use_karras_sigmas": True, "timestep_spacing": "linspace"}),
@@ -67,29 +94,26 @@ _SCHEDULE_KWARGS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
 
 # Spellings A1111 accepts for schedule types (label, internal name, alias).
 _SCHEDULE_SPELLINGS: Mapping[str, str] = MappingProxyType({
-    "automatic": AUTOMATIC,
-    "uniform": UNIFORM,
-    "karras": KARRAS,
-    "exponential": EXPONENTIAL,
-    "sgm uniform": SGM_UNIFORM,
-    "sgm_uniform": SGM_UNIFORM,
+    **{label.lower(): label for label in SCHEDULES},
+    **{key: label for label, key in _K_SCHEDULE_KEYS.items()},
     "sgmuniform": SGM_UNIFORM,
+    "automatic": AUTOMATIC,
 })
 
 _ALL = SCHEDULES
+_DIFFUSERS_SCHEDULES = (AUTOMATIC, UNIFORM, KARRAS, EXPONENTIAL, SGM_UNIFORM)
 _SPACING_ONLY = (AUTOMATIC, UNIFORM, SGM_UNIFORM)
+_OWN = (AUTOMATIC,)  # samplers that pick their own evaluation points (A1111 ignores the schedule there)
 
 _NO_SCIPY = "needs the 'scipy' package, which is not installed"
 _NO_TORCHSDE = "needs the 'torchsde' package, which is not installed"
-_NO_2S_ANCESTRAL = (
-    "diffusers has no ancestral single-step DPM-Solver++; "
-    "DPMSolverSinglestepScheduler is deterministic, so it would not be the same sampler"
-)
+K_SCHEDULER = "KDiffusionScheduler"
+DDIM_SCHEDULER = "A1111DDIMScheduler"
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """One A1111 sampler and the diffusers scheduler that implements it."""
+    """One A1111 sampler and the scheduler that implements it."""
 
     name: str
     aliases: tuple[str, ...]
@@ -100,44 +124,50 @@ class SamplerSpec:
     available: bool = True
     reason: str = ""
     stochastic: bool = False
-    # diffusers' DPM++ SDE draws its noise from one Brownian tree for the whole batch, seeded by
-    # ``noise_sampler_seed`` rather than per-image generators: deterministic per seed, but an image
-    # depends on its batch (A1111 seeds one tree per image; diffusers cannot).
+    # Image i of a batch equals a single run with seed + i (DPM adaptive's step-size control
+    # measures its error over the whole batch, so there the batch matters, as in A1111).
     batch_independent: bool = True
+    # A1111's "second_order": prompt-editing steps count two model evaluations per step.
+    second_order: bool = False
 
 
 def _spec(name, aliases, cls, kwargs=None, **rest) -> SamplerSpec:
     return SamplerSpec(name, tuple(aliases), cls, MappingProxyType(dict(kwargs or {})), **rest)
 
 
-# Order and aliases follow A1111 1.10 (k-diffusion samplers, then timestep
-# samplers, then LCM); default_schedule is A1111's per-sampler "scheduler" option,
-# i.e. what "Automatic" means for that sampler.
+def _k(name, aliases, sampler, **rest) -> SamplerSpec:
+    return _spec(name, aliases, K_SCHEDULER, {"sampler": sampler}, **rest)
+
+
+_SDE = dict(available=is_torchsde_available(), reason="" if is_torchsde_available() else _NO_TORCHSDE,
+            stochastic=True)
+
+# Order, aliases and default schedules follow A1111 1.10 (k-diffusion samplers, then timestep
+# samplers, then LCM); default_schedule is A1111's per-sampler "scheduler" option, i.e. what
+# "Automatic" means for that sampler. The k-diffusion ones run on our KDiffusionScheduler
+# (webui/generation/ksamplers), which implements k-diffusion's algorithms and all schedule types.
 SAMPLERS: tuple[SamplerSpec, ...] = (
-    _spec("DPM++ 2M", ["k_dpmpp_2m"], "DPMSolverMultistepScheduler",
-          {"algorithm_type": "dpmsolver++", "solver_order": 2}, default_schedule=KARRAS),
-    _spec("DPM++ SDE", ["k_dpmpp_sde"], "DPMSolverSDEScheduler", default_schedule=KARRAS,
-          available=is_torchsde_available(), reason="" if is_torchsde_available() else _NO_TORCHSDE,
-          stochastic=True, batch_independent=False),
-    _spec("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], "DPMSolverMultistepScheduler",
-          {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-          default_schedule=EXPONENTIAL, stochastic=True),
-    _spec("DPM++ 2S a", ["k_dpmpp_2s_a"], "DPMSolverSinglestepScheduler", default_schedule=KARRAS,
-          available=False, reason=_NO_2S_ANCESTRAL, stochastic=True),
-    _spec("Euler a", ["k_euler_a", "k_euler_ancestral"], "EulerAncestralDiscreteScheduler",
-          schedules=_SPACING_ONLY, stochastic=True),
-    _spec("Euler", ["k_euler"], "EulerDiscreteScheduler"),
-    _spec("LMS", ["k_lms"], "LMSDiscreteScheduler",
-          available=is_scipy_available(), reason="" if is_scipy_available() else _NO_SCIPY),
-    _spec("Heun", ["k_heun"], "HeunDiscreteScheduler"),
-    _spec("DPM2", ["k_dpm_2"], "KDPM2DiscreteScheduler", default_schedule=KARRAS),
-    _spec("DPM2 a", ["k_dpm_2_a"], "KDPM2AncestralDiscreteScheduler", default_schedule=KARRAS,
-          stochastic=True),
-    _spec("DDIM", ["ddim"], "DDIMScheduler",
-          {"clip_sample": False, "set_alpha_to_one": False}, schedules=_SPACING_ONLY),
+    _k("DPM++ 2M", ["k_dpmpp_2m"], "dpmpp_2m", default_schedule=KARRAS),
+    _k("DPM++ SDE", ["k_dpmpp_sde"], "dpmpp_sde", default_schedule=KARRAS, second_order=True, **_SDE),
+    _k("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], "dpmpp_2m_sde", default_schedule=EXPONENTIAL, **_SDE),
+    _k("DPM++ 2M SDE Heun", ["k_dpmpp_2m_sde_heun"], "dpmpp_2m_sde_heun", default_schedule=EXPONENTIAL, **_SDE),
+    _k("DPM++ 2S a", ["k_dpmpp_2s_a"], "dpmpp_2s_ancestral", default_schedule=KARRAS, stochastic=True,
+       second_order=True),
+    _k("DPM++ 3M SDE", ["k_dpmpp_3m_sde"], "dpmpp_3m_sde", default_schedule=EXPONENTIAL, **_SDE),
+    _k("Euler a", ["k_euler_a", "k_euler_ancestral"], "euler_ancestral", stochastic=True),
+    _k("Euler", ["k_euler"], "euler"),
+    _k("LMS", ["k_lms"], "lms", available=is_scipy_available(), reason="" if is_scipy_available() else _NO_SCIPY),
+    _k("Heun", ["k_heun"], "heun", second_order=True),
+    _k("DPM2", ["k_dpm_2"], "dpm_2", default_schedule=KARRAS, second_order=True),
+    _k("DPM2 a", ["k_dpm_2_a"], "dpm_2_ancestral", default_schedule=KARRAS, stochastic=True, second_order=True),
+    _k("DPM fast", ["k_dpm_fast"], "dpm_fast", schedules=_OWN, stochastic=True),
+    _k("DPM adaptive", ["k_dpm_ad"], "dpm_adaptive", schedules=_OWN, stochastic=True, batch_independent=False),
+    _k("Restart", ["restart"], "restart", default_schedule=KARRAS, stochastic=True, second_order=True),
+    _spec("DDIM", ["ddim"], DDIM_SCHEDULER, {"cfgpp": False}, schedules=_OWN),
+    _spec("DDIM CFG++", ["ddim_cfgpp"], DDIM_SCHEDULER, {"cfgpp": True}, schedules=_OWN),
     _spec("PLMS", ["plms"], "PNDMScheduler",
           {"skip_prk_steps": True, "set_alpha_to_one": False}, schedules=_SPACING_ONLY),
-    _spec("UniPC", ["unipc"], "UniPCMultistepScheduler"),
+    _spec("UniPC", ["unipc"], "UniPCMultistepScheduler", schedules=_DIFFUSERS_SCHEDULES),
     # LCMScheduler.set_timesteps ignores timestep_spacing, so only Automatic is honest.
     _spec("LCM", ["k_lcm"], "LCMScheduler",
           {"clip_sample": False, "set_alpha_to_one": False}, schedules=(AUTOMATIC,), stochastic=True),
@@ -153,6 +183,8 @@ _COMBINED_ALIASES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "k_dpmpp_sde_ka": ("DPM++ SDE", KARRAS),
     "k_dpmpp_2m_sde_ka": ("DPM++ 2M SDE", KARRAS),
     "k_dpmpp_2m_sde_exp": ("DPM++ 2M SDE", EXPONENTIAL),
+    "k_dpmpp_3m_sde_ka": ("DPM++ 3M SDE", KARRAS),
+    "k_dpmpp_3m_sde_exp": ("DPM++ 3M SDE", EXPONENTIAL),
 })
 
 
@@ -247,39 +279,63 @@ def _init_params(cls) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
-def build_scheduler(base_config: Mapping[str, Any], sampler: str, schedule: str | None = AUTOMATIC):
-    """Build the diffusers scheduler for an A1111 sampler and schedule type.
+def _scheduler_class(name: str):
+    import diffusers
+
+    from webui.generation.ksamplers import KDiffusionScheduler
+    from webui.generation.ksamplers.ddim import A1111DDIMScheduler
+
+    own = {K_SCHEDULER: KDiffusionScheduler, DDIM_SCHEDULER: A1111DDIMScheduler}
+    return own[name] if name in own else getattr(diffusers, name)
+
+
+def build_scheduler(base_config: Mapping[str, Any], sampler: str, schedule: str | None = AUTOMATIC,
+                    sdxl: bool = False):
+    """Build the scheduler for an A1111 sampler and schedule type.
 
     ``base_config`` is the loaded model's ``pipeline.scheduler.config``; its beta
-    schedule, prediction type, timestep spacing and steps offset are kept unless
-    the schedule type overrides the spacing. Raises ValueError for unknown names
-    and for samplers that are unavailable here (the message says why).
+    schedule and prediction type are kept. ``sdxl`` picks SDXL's Align Your Steps table.
+    Raises ValueError for unknown names and for samplers that are unavailable here
+    (the message says why).
     """
     name, schedule = normalize_sampler(sampler, schedule)
     spec = get_sampler(name)
     if not spec.available:
         raise ValueError(f"Sampler {spec.name!r} is not available: {spec.reason}")
-    cls = getattr(diffusers, spec.scheduler_class_name)
+    cls = _scheduler_class(spec.scheduler_class_name)
     accepted = _init_params(cls)
 
     config = {k: base_config[k] for k in MODEL_CONFIG_KEYS if k in base_config and k in accepted}
     config.update({k: v for k, v in spec.kwargs.items() if k in accepted})
+    resolved = effective_schedule(name, schedule)
+    if spec.scheduler_class_name == K_SCHEDULER:
+        # "Automatic" without a sampler default is k-diffusion's own get_sigmas (Uniform).
+        config.update(schedule=_K_SCHEDULE_KEYS.get(resolved, "uniform"), sdxl=bool(sdxl))
+        return cls.from_config(config)
     # A sigma schedule the sampler does not ask for is switched off explicitly, so
     # "Automatic" really is the sampler's own default whatever the config said.
     config.update({flag: False for flag in _SIGMA_FLAGS if flag in accepted})
-    resolved = effective_schedule(name, schedule)
     for key, value in _SCHEDULE_KWARGS.get(resolved, {}).items():
         if key in accepted:
             config[key] = value
     return cls.from_config(config)
 
 
-def seed_scheduler(scheduler, seed: int) -> None:
-    """Seed a scheduler whose noise does not come from the pipeline's generators (DPM++ SDE).
+def prompt_steps(sampler: str, steps: int) -> int:
+    """Steps the prompt-editing schedule spans: A1111 counts two per step for second-order samplers."""
+    return steps * 2 if get_sampler(normalize_sampler(sampler, None)[0]).second_order else steps
 
-    Call before each pipeline run: without it diffusers seeds the Brownian tree at random and
-    the same request would give different images.
+
+def seed_scheduler(scheduler, seeds) -> None:
+    """Seed a scheduler's SDE noise per image: ``seeds`` is the batch's seed list (or one seed).
+
+    Our k-diffusion SDE samplers draw from one Brownian tree per image seeded with that image's
+    seed, as A1111 does, so a batch image equals a single run with its seed. Call before each
+    pipeline run.
     """
-    if hasattr(scheduler, "noise_sampler_seed"):
-        scheduler.noise_sampler_seed = int(seed)
+    seed_list = [int(s) for s in seeds] if isinstance(seeds, (list, tuple)) else [int(seeds)]
+    if hasattr(scheduler, "noise_seeds"):
+        scheduler.noise_seeds = seed_list
+    if hasattr(scheduler, "noise_sampler_seed"):  # diffusers' DPMSolverSDEScheduler, if anyone builds one
+        scheduler.noise_sampler_seed = seed_list if len(seed_list) > 1 else seed_list[0]
         scheduler.noise_sampler = None

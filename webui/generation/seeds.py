@@ -6,8 +6,11 @@ same noise on any device and at any batch size, and the noise is bit-identical
 to A1111 with its "Random number generator source" setting on CPU (which is why
 the infotext says ``RNG: CPU``).
 
-Not implemented: A1111's "Resize seed from width/height" (``seed_resize_from_w/h``)
-and the eta noise seed delta (ENSD) setting.
+A1111's "Resize seed from width/height" is ``make_noise(..., resize_from=(h, w))``: the
+noise of the seed at that (latent) size, pasted centred into the target noise (cropped when
+larger), so a composition found at one size survives a change of size.
+
+Not implemented: the eta noise seed delta (ENSD) setting.
 """
 
 from __future__ import annotations
@@ -80,6 +83,22 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return weight_a * a + weight_b * b
 
 
+def _randn(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=torch.float32)
+
+
+def paste_centered(target: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """A1111's seed resize: ``noise`` [C, h, w] centred on ``target`` [C, H, W] (cropped centred when larger)."""
+    out = target.clone()
+    dx, dy = (target.shape[2] - noise.shape[2]) // 2, (target.shape[1] - noise.shape[1]) // 2
+    w = noise.shape[2] if dx >= 0 else noise.shape[2] + 2 * dx
+    h = noise.shape[1] if dy >= 0 else noise.shape[1] + 2 * dy
+    tx, ty = max(dx, 0), max(dy, 0)
+    sx, sy = max(-dx, 0), max(-dy, 0)
+    out[:, ty:ty + h, tx:tx + w] = noise[:, sy:sy + h, sx:sx + w]
+    return out
+
+
 def make_noise(
     shape: tuple[int, ...],
     seeds: list[int],
@@ -87,28 +106,40 @@ def make_noise(
     subseed_strength: float = 0.0,
     dtype: torch.dtype = torch.float32,
     generators: list[torch.Generator] | None = None,
+    resize_from: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Initial latent noise, [len(seeds), *shape] on the CPU, one image per seed.
 
     With ``subseed_strength`` > 0 each image's noise is slerped towards the noise
-    of its variation seed (A1111's "Variation seed"). ``generators`` (from
-    ``make_generators(seeds)``) are advanced past the noise so the caller can
-    reuse them for per-step noise; without them fresh ones are made.
+    of its variation seed (A1111's "Variation seed"). ``resize_from`` is the latent
+    (height, width) of A1111's "Resize seed from": the seed's (and variation seed's)
+    noise is drawn at that size and pasted centred into noise of ``shape``.
+    ``generators`` (from ``make_generators(seeds)``) are advanced past the noise of
+    ``shape`` either way, so the caller can reuse them for per-step noise; without
+    them fresh ones are made.
     """
     if generators is None:
         generators = make_generators(seeds)
     if len(generators) != len(seeds):
         raise ValueError(f"{len(generators)} generators for {len(seeds)} seeds")
     shape = tuple(int(d) for d in shape)
+    seed_shape = shape
+    if resize_from is not None and all(int(d) > 0 for d in resize_from):
+        seed_shape = (shape[0], int(resize_from[0]), int(resize_from[1]))
     images = []
     for i, generator in enumerate(generators):
-        noise = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
+        if seed_shape != shape:
+            noise = _randn(seeds[i], seed_shape)
+        else:
+            noise = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
         if subseeds is not None and subseed_strength != 0:
             # A1111 uses subseed 0 for images past the end of the subseed list.
             subseed = subseeds[i] if i < len(subseeds) else 0
-            sub_generator = torch.Generator(device="cpu").manual_seed(int(subseed))
-            subnoise = torch.randn(shape, generator=sub_generator, device="cpu", dtype=torch.float32)
-            noise = slerp(subseed_strength, noise, subnoise)
+            noise = slerp(subseed_strength, noise, _randn(subseed, seed_shape))
+        if seed_shape != shape:
+            # The image's own generator draws the full-size noise, as without a resize.
+            full = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
+            noise = paste_centered(full, noise)
         images.append(noise)
     # Drawn in float32 and cast afterwards so fp16 runs get the same noise, rounded.
     return torch.stack(images).to(dtype)

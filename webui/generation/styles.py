@@ -7,12 +7,14 @@ quoted CSV, as A1111 writes it), so users can copy their A1111 file over.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 FIELDS = ("name", "prompt", "negative_prompt")
 PROMPT_PLACEHOLDER = "{prompt}"
 
@@ -40,23 +42,41 @@ class StyleStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._styles: dict[str, Style] = {}
+        # Why the file could not be read, if it could not: then it is never overwritten (hardening).
+        self.unreadable: str | None = None
         self.reload()
 
     def reload(self) -> None:
-        """Read the file again (a missing file means no styles)."""
+        """Read the file again (a missing file means no styles; a damaged one, none and a warning)."""
         styles: dict[str, Style] = {}
-        if self.path.exists():
-            # utf-8-sig: A1111 writes a BOM, and spreadsheet programs often do too
-            with open(self.path, encoding="utf-8-sig", newline="") as file:
-                for row in csv.DictReader(file, skipinitialspace=True):
+        problem = None
+        try:
+            if self.path.exists():
+                styles = self._read()
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            problem = f"{self.path}: unreadable ({exc}); no styles are loaded, the file is left as it is"
+            log.warning(problem)
+            styles = {}
+        with self._lock:
+            self._styles = styles
+            self.unreadable = problem
+
+    def _read(self) -> dict[str, Style]:
+        styles: dict[str, Style] = {}
+        # utf-8-sig: A1111 writes a BOM, and spreadsheet programs often do too
+        with open(self.path, encoding="utf-8-sig", newline="") as file:
+            reader = csv.DictReader(file, skipinitialspace=True)
+            try:
+                for row in reader:
                     name = (row.get("name") or "").strip()
                     if not name or name.startswith("#"):  # blank rows and A1111 comment rows
                         continue
                     # very old A1111 files call the prompt column "text"
                     prompt = row.get("prompt", row.get("text")) or ""
                     styles[name] = Style(name, prompt, row.get("negative_prompt") or "")
-        with self._lock:
-            self._styles = styles
+            except csv.Error as exc:  # NUL bytes, a field over csv's 131072-character limit, ...
+                raise csv.Error(f"line {reader.reader.line_num}: {exc}") from None
+        return styles
 
     def names(self) -> list[str]:
         """Style names in file order."""
@@ -97,6 +117,8 @@ class StyleStore:
             self._write(self._styles)
 
     def _write(self, styles: dict[str, Style]) -> None:
+        if self.unreadable:
+            raise ValueError(f"styles not saved: {self.unreadable}")
         # Write a temporary file beside the target and rename it over, so a
         # crash mid-write never leaves a truncated styles.csv.
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,8 @@ class ModelManager:
         self._cond = threading.Condition()
         self._cache: OrderedDict[Path, LoadedModel] = OrderedDict()  # LRU first; includes the active one
         self._active: LoadedModel | None = None
+        self._companion: Path | None = None  # the last second model a job used: kept cached with the active one
+        self._companion_lock = threading.Lock()
         self._users = 0
         self._swapping = False
         self._local = threading.local()
@@ -138,6 +140,50 @@ class ModelManager:
             with self._cond:
                 self._users -= 1
                 self._cond.notify_all()
+
+    @contextmanager
+    def companion(self, name: str | Path) -> Iterator[LoadedModel]:
+        """A second checkpoint for the running job (hires checkpoint, refiner), beside the active one.
+
+        It comes from the RAM cache or is loaded into it (the active model stays active), is
+        placed on the device for the job and parked again after. The last companion is kept in
+        the cache with the active model, whatever sd_checkpoints_limit says, so the next job does
+        not read it from disk again.
+        """
+        info = self.find(name)
+        if info is None:
+            raise ModelLoadError(f"no checkpoint matches {str(name)!r}; {len(self.checkpoints())} known in "
+                                 f"{self.paths.ckpt_dir} (refresh after adding files)")
+        current = self.current()
+        if current is not None and current.info.filename == info.filename:
+            yield current
+            return
+        with self._companion_lock:  # not _load_lock: a swap holding it waits for this job to end
+            with self._cond:
+                model = self._cache.get(info.filename)
+                if model is not None and (model.info.size, model.info.mtime) != (info.size, info.mtime):
+                    self._cache.pop(info.filename, None)
+                    model = None
+            if model is not None:
+                self.stats.cache_hits += 1
+            else:
+                model = self._load(info)
+            with self._cond:
+                self._cache[info.filename] = model
+                self._cache.move_to_end(info.filename)
+                self._companion = info.filename
+        self._evict()
+        try:
+            self.policy.apply(model.pipe)
+        except Exception as exc:
+            self.policy.release(model.pipe)
+            raise ModelLoadError(f"{model.info.name}: could not be placed on {self.policy.device}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        try:
+            yield model
+        finally:
+            if model is not self.current():
+                self.policy.release(model.pipe)
 
     def select(self, name: str | Path) -> LoadedModel:
         """Make a checkpoint active (from the cache or from disk) and remember it in settings.
@@ -248,7 +294,7 @@ class ModelManager:
                 over_ram = sum(m.ram_bytes for m in parked) > budget
                 if not (over_count or over_ram):
                     break
-                if self._cache[key] is self._active:
+                if self._cache[key] is self._active or key == self._companion:
                     continue
                 dropped.append(self._cache.pop(key))
         for model in dropped:

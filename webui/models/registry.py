@@ -15,11 +15,13 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from webui.models.errors import ModelLoadError
+from webui.userfiles import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +103,41 @@ class HashCache:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
         self._hashes: dict | None = None
+        self._warned = False
 
-    def _read(self) -> dict:
-        if self.path is None or not self.path.exists():
+    def _read(self) -> dict | None:
+        """The file's object; None when it exists but is unreadable (then it is never rewritten)."""
+        if self.path is None:
             return {}
+        data, problem = read_json_object(self.path)  # hardening: damaged files never crash start-up
+        if problem is not None:
+            if not self._warned:
+                log.warning("%s is unreadable (%s); it is moved aside when a hash is next written",
+                            self.path, problem)
+                self._warned = True
+            return None
+        return data
+
+    def _set_aside(self) -> bool:
+        """Rename an unreadable cache.json to `cache.json.unreadable-<time>` so a fresh one can be written.
+
+        The damaged file is kept for the user (never overwritten); False when it cannot be moved.
+        """
+        if self.path is None or not self.path.is_file():
+            return False
+        kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError) as exc:
-            log.warning("%s is unreadable (%s); hashes will be recomputed", self.path, exc)
-            return {}
+            os.replace(self.path, kept)
+        except OSError as exc:
+            log.warning("could not move the unreadable %s aside: %s", self.path, exc)
+            return False
+        log.warning("moved the unreadable %s to %s; hashes are cached in a new file", self.path, kept)
+        return True
 
     def get(self, key: str) -> dict | None:
         with self._lock:
             if self._hashes is None:
-                section = self._read().get("hashes")
+                section = (self._read() or {}).get("hashes")
                 self._hashes = dict(section) if isinstance(section, dict) else {}
             entry = self._hashes.get(key)
             return entry if isinstance(entry, dict) else None
@@ -123,6 +145,10 @@ class HashCache:
     def put(self, key: str, entry: dict) -> None:
         with self._lock:
             data = self._read()
+            if data is None and not self._set_aside():
+                self._hashes = {**(self._hashes or {}), key: entry}  # memory only: the file stays as it is
+                return
+            data = data or {}
             hashes = data.get("hashes") if isinstance(data.get("hashes"), dict) else {}
             hashes[key] = entry
             data["hashes"] = hashes
@@ -334,7 +360,11 @@ class Registry:
             if by_hash:
                 return by_hash
         path = Path(text).expanduser()
-        if path.exists():
+        try:
+            is_file = path.exists()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a path here
+            is_file = False
+        if is_file:
             absolute = path.absolute()
             for info in entries:
                 if info.filename == absolute or info.filename.resolve() == absolute.resolve():

@@ -7,10 +7,16 @@ from pathlib import Path
 import gradio as gr
 
 from webui.jobs import JobFailed
+from webui.ui import img2img_inputs
 from webui.ui.extension_tabs import build_extension_tabs
 from webui.ui.extensions_tab import build_extensions_tab
+from webui.ui.extras import build_extras, wire_send_to_extras
+from webui.ui.img2img import build_img2img
+from webui.ui.extra_networks import build_vae_quicksetting
 from webui.ui.mcp_tools import add_mcp_tools
+from webui.ui.model_status import attach_model_status
 from webui.ui.pnginfo import build_pnginfo
+from webui.ui.send_to import wire_gallery_send, wire_image_send
 from webui.ui.settings_tab import build_settings
 from webui.ui.txt2img import build_txt2img
 
@@ -51,38 +57,56 @@ def build_ui(ctx) -> gr.Blocks:
             checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=_titles(ctx),
                                      value=_current_title(ctx), elem_id="setting_sd_model_checkpoint", scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", min_width=40, scale=0)
+            build_vae_quicksetting(ctx)
             current = ctx.models.current()
             status = gr.Markdown(html.escape(model_line(ctx, current) if current else ctx.status),
                                  elem_id="model_status")
         add_mcp_tools(ctx)
+        # Extensions' infotext_pasted hooks run on every paste of an infotext into a tab.
+        on_paste = ctx.extensions.infotext_pasted if ctx.extensions is not None else None
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img(ctx)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img = build_img2img(ctx)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                build_pnginfo(txt2img, tabs, "txt2img",
-                              ctx.extensions.infotext_pasted if ctx.extensions is not None else None)
-            build_extension_tabs(ctx, txt2img, tabs)
+                pnginfo = build_pnginfo(txt2img, tabs, "txt2img", on_paste)
+            build_extension_tabs(ctx, txt2img, tabs, img2img)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
             if ctx.extensions is not None:
                 with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                     build_extensions_tab(ctx)
-        # txt2img's Clip skip slider mirrors the setting (A1111 keeps it in quicksettings).
-        applied.then(lambda: ctx.settings.get("CLIP_stop_at_last_layers"), None, txt2img.clip_skip,
-                     show_progress="hidden", api_visibility="private")
+        wire_gallery_send(txt2img.send_to_img2img, txt2img.output, img2img, tabs, img2img_inputs.IMG2IMG, on_paste)
+        wire_gallery_send(txt2img.send_to_inpaint, txt2img.output, img2img, tabs, img2img_inputs.INPAINT, on_paste)
+        wire_image_send(pnginfo.send_to_img2img, pnginfo.image, pnginfo.parameters, img2img, tabs,
+                        img2img_inputs.IMG2IMG, on_paste)
+        wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
+                        img2img_inputs.INPAINT, on_paste)
+        for gallery_tab in (txt2img, img2img):
+            wire_send_to_extras(gallery_tab.send_to_extras, gallery_tab.output, extras, tabs)
+        pnginfo.send_to_extras.click(lambda image: (image, gr.Tabs(selected="extras")), pnginfo.image,
+                                     [extras.image, tabs], show_progress="hidden", api_visibility="private")
+        # The Clip skip sliders mirror the setting (A1111 keeps it in quicksettings).
+        applied.then(lambda: [ctx.settings.get("CLIP_stop_at_last_layers")] * 2, None,
+                     [txt2img.clip_skip, img2img.controls.clip_skip], show_progress="hidden",
+                     api_visibility="private")
 
         def select(title):
             if not title or title == _current_title(ctx):
-                return gr.update(), gr.update(), gr.update(), gr.update()
+                return (gr.update(),) * 6
             try:
                 model = ctx.submit_checkpoint(title, source="ui").wait()
             except JobFailed as exc:
                 return (gr.update(value=_current_title(ctx)), f"**Could not load {html.escape(title)}:** "
-                        f"{html.escape(str(exc))}", gr.update(), gr.update())
+                        f"{html.escape(str(exc))}", *(gr.update(),) * 4)
             size = model.native_size
-            return gr.update(), html.escape(model_line(ctx, model)), size, size
+            return gr.update(), html.escape(model_line(ctx, model)), size, size, size, size
 
-        checkpoint.change(select, checkpoint, [checkpoint, status, txt2img.width, txt2img.height],
+        checkpoint.change(select, checkpoint, [checkpoint, status, txt2img.width, txt2img.height,
+                                               img2img.controls.width, img2img.controls.height],
                           show_progress="full", api_visibility="private")
 
         def rescan():
@@ -90,4 +114,6 @@ def build_ui(ctx) -> gr.Blocks:
             return gr.update(choices=_titles(ctx), value=_current_title(ctx))
 
         refresh.click(rescan, None, checkpoint, show_progress="hidden", api_visibility="private")
+        # The startup checkpoint may still be loading behind the page: keep the header in step.
+        attach_model_status(demo, ctx, checkpoint, status, txt2img.width, txt2img.height, model_line)
     return demo

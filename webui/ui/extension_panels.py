@@ -104,6 +104,12 @@ class ExtensionControls:
     inputs: list = field(default_factory=list)
     _layout: list[tuple[str, Any, int]] = field(default_factory=list)  # (kind, panel/script, count)
 
+    def split(self, values) -> tuple[tuple, dict[str, Any]]:
+        """A tab's Generate values (its own inputs, then ``inputs``) -> (its own values, request fields)."""
+        count = len(self.inputs)
+        own, ours = (values[:-count], values[-count:]) if count else (values, ())
+        return tuple(own), self.request_fields(list(ours))
+
     def request_fields(self, values: list) -> dict[str, Any]:
         """Component values (in ``inputs`` order) -> alwayson_scripts / script_name / script_args.
 

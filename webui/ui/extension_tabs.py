@@ -23,6 +23,7 @@ class UIContext:
     host: Any
     txt2img: Any = None  # webui.ui.txt2img.Txt2ImgTab
     tabs: Any = None  # the page's gr.Tabs
+    img2img: Any = None  # webui.ui.img2img.Img2ImgTab
 
     def send_to_txt2img(self, button: gr.Button, infotext: gr.components.Component) -> None:
         """Clicking ``button`` fills txt2img from the infotext in ``infotext`` and switches to it."""
@@ -45,6 +46,18 @@ class UIContext:
                      api_visibility="private")
 
 
+    def send_to_img2img(self, button: gr.Button, image: gr.components.Component,
+                        infotext: gr.components.Component, inpaint: bool = False) -> None:
+        """Clicking ``button`` puts the image into img2img (or its Inpaint sub-tab) with its parameters."""
+        if self.img2img is None or self.tabs is None:
+            return
+        from webui.ui import img2img_inputs
+        from webui.ui.send_to import wire_image_send
+
+        wire_image_send(button, image, infotext, self.img2img, self.tabs,
+                        img2img_inputs.INPAINT if inpaint else img2img_inputs.IMG2IMG, self.host.infotext_pasted)
+
+
 @contextlib.contextmanager
 def _outside_blocks():
     """A1111 builds each on_ui_tabs Blocks on its own and renders it into the page later; so do we."""
@@ -62,14 +75,14 @@ def _error_box(message: str, elem_id: str) -> None:
     gr.HTML(f'<div class="error-box">{html.escape(message)}</div>', elem_id=elem_id)
 
 
-def build_extension_tabs(ctx, txt2img=None, tabs=None) -> None:
+def build_extension_tabs(ctx, txt2img=None, tabs=None, img2img=None) -> None:
     """Add every extension tab (call inside ``gr.Tabs``)."""
     host = getattr(ctx, "extensions", None)
     if host is None:
         return
     for tab in host.tabs():
         with gr.Tab(tab.title, id=tab.elem_id, elem_id=tab.elem_id):
-            ui = UIContext(host.app_view, tab.extension, host, txt2img, tabs)
+            ui = UIContext(host.app_view, tab.extension, host, txt2img, tabs, img2img)
             try:
                 tab.build(ui)
             except Exception as exc:

@@ -1,7 +1,8 @@
-"""The PNG Info tab: read A1111 infotext from a PNG and send it to txt2img."""
+"""The PNG Info tab: read A1111 infotext from a PNG and send it to txt2img, img2img or inpaint."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -14,7 +15,16 @@ def params_html(params: dict) -> str:
     return f'<table class="pnginfo-table" id="pnginfo_table">{rows}</table>'
 
 
-def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None):
+@dataclass
+class PngInfoTab:
+    image: gr.Image
+    parameters: gr.Textbox
+    send_to_img2img: gr.Button
+    send_to_inpaint: gr.Button
+    send_to_extras: gr.Button | None = None
+
+
+def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None) -> PngInfoTab:
     """Image in, parameters out; "Send to txt2img" fills every field the infotext names.
 
     ``on_paste(text, params)`` may rewrite the parsed params first (extensions' infotext_pasted hooks).
@@ -25,7 +35,11 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None):
         with gr.Column():
             raw = gr.Textbox(label="Parameters", lines=6, interactive=False, elem_id="pnginfo_parameters")
             table = gr.HTML("", elem_id="pnginfo_html")
-            send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+            with gr.Row():
+                send = gr.Button("Send to txt2img", elem_id="pnginfo_send_to_txt2img")
+                send_img2img = gr.Button("Send to img2img", elem_id="pnginfo_send_to_img2img")
+                send_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo_send_to_inpaint")
+                send_extras = gr.Button("Send to extras", elem_id="pnginfo_send_to_extras")
 
     def read(img):
         if img is None:
@@ -57,3 +71,4 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None):
         return updates + [gr.Tabs(selected=txt2img_tab_id)]
 
     send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden", api_visibility="private")
+    return PngInfoTab(image, raw, send_img2img, send_inpaint, send_extras)

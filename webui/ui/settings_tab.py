@@ -55,7 +55,7 @@ def build_settings(ctx):
             if value != settings.get(option.key):
                 changes[option.key] = value
         try:
-            settings.update(changes)
+            settings.save_changes(changes)  # refuses, with the reason, when config.json was unreadable
         except SettingsError as exc:
             return f'<div class="error-box">Not saved: {html.escape(str(exc))}</div>'
         if not changes:
