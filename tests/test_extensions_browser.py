@@ -168,6 +168,12 @@ def test_image_browser_finds_an_image_by_seed(server, browser):  # noqa: F811
     expect(page.locator("#txt2img_seed input")).to_have_value("777123", timeout=30_000)
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a lonely star")
     page.get_by_role("tab", name="Image Browser").click()
+    page.locator("#image_browser_send_to_img2img").click()  # the image and its parameters into img2img
+    expect(page.locator("#img2img_prompt textarea")).to_have_value("a lonely star", timeout=30_000)
+    expect(page.locator("#img2img_seed input")).to_have_value("777123")
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    expect(page.locator("#img2img_script")).to_be_visible()  # the Script dropdown is on img2img too
+    page.get_by_role("tab", name="Image Browser").click()
     saved = Path(page.locator("#image_browser_path textarea, #image_browser_path input").first.input_value())
     assert saved.is_file() and saved.is_relative_to(data / "outputs")
     page.locator("#image_browser_delete").click()

@@ -162,7 +162,7 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     core = CoreContext(models=models, settings=settings, saver=ImageSaver(), data_dir=paths.data_dir,
                        styles=styles, version=VERSION, upscalers=upscalers,
                        features=[NetworksFeature(networks), RefinerFeature(models, settings),
-                                 ExtensionsFeature(extensions)])  # extensions last: their plan starts from the final prompt
+                                 ExtensionsFeature(extensions)])  # last: a plan starts from the final prompt
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job

@@ -48,6 +48,9 @@ class ScriptContext:
     def process(self, request):
         """Generate one request (no script) through the core; its warnings join the job's."""
         request = dataclasses.replace(request, script_name=None, script_args={})
+        security = getattr(self.host.ctx, "security", None)
+        if security is not None:  # each generation a script makes stays within the request budget
+            security.budget.check(request)
         self.calls += 1
         result = self.host.generate_one(request, self._generate, self.job)
         self.warnings += [w for w in result.comments if w not in self.warnings]

@@ -23,7 +23,8 @@ from webui.generation import (conditioning, guidance, hires, img2img, pipelines,
                               tiling)
 from webui.generation.interruptible_decode import decode_latents  # hardening: interrupt between images/tiles
 from webui.generation.plan import GenerationPlan, batch_conditioning, hires_for_batch
-from webui.generation.processing import Feature, Processing, SaveParams, StepState, chain_steps, registered_step
+from webui.generation.processing import (Feature, Processing, SaveParams, StepState, chain_steps,
+                                         registered_step)
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.generation.styles import StyleStore, apply_styles

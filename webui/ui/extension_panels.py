@@ -110,6 +110,30 @@ class ExtensionControls:
         own, ours = (values[:-count], values[-count:]) if count else (values, ())
         return tuple(own), self.request_fields(list(ours))
 
+    def paste_targets(self) -> dict[Any, Any]:
+        """Panel controls an infotext fills when pasted: component -> fn(params) -> value or gr.update().
+
+        A native panel's params with an ``infotext`` key take that key's value; its ``enabled_param``
+        is switched on when the infotext names any of the panel's keys and off when it names none
+        (the image was made without the panel). A value that does not fit its param is left alone.
+        """
+        out: dict[Any, Any] = {}
+        position = 1 if self._layout and self._layout[0][0] == "dropdown" else 0
+        for kind, item, count in self._layout:
+            if kind == "dropdown":
+                continue
+            controls = self.inputs[position:position + count]
+            position += count
+            keys = [p.infotext for p in item.params if p.infotext] if kind == "panel" else []
+            if not keys or getattr(item, "build", None) is not None:
+                continue  # A1111 scripts restore their fields through their own infotext_pasted callbacks
+            for param, component in zip(item.params, controls):
+                if param.infotext:
+                    out[component] = _paste_param(param)
+                elif param.name == item.enabled_param:
+                    out[component] = lambda params, keys=keys: any(k in params for k in keys)
+        return out
+
     def request_fields(self, values: list) -> dict[str, Any]:
         """Component values (in ``inputs`` order) -> alwayson_scripts / script_name / script_args.
 
@@ -130,6 +154,17 @@ class ExtensionControls:
                 out["script_name"] = item.title
                 out["script_args"] = check_params(item.params, part, item.title)
         return out
+
+
+def _paste_param(param: Param):
+    def value(params: dict):
+        if param.infotext not in params:
+            return gr.update()
+        try:
+            return param.check(params[param.infotext])
+        except ExtensionError:
+            return gr.update()
+    return value
 
 
 def build_extension_controls(ctx, tab: str = "txt2img") -> ExtensionControls:

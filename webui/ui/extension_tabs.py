@@ -32,17 +32,20 @@ class UIContext:
         targets = self.txt2img.field_map()
         order = list(targets)
         host = self.host
+        scripts = getattr(self.txt2img, "scripts", None)
+        fills = scripts.paste_targets() if scripts is not None else {}  # extension panels' infotext keys
+        filled = list(fills)
 
         def send(text):
             if not text:
-                return [gr.update() for _ in order] + [gr.Tabs()]
+                return [gr.update() for _ in order + filled] + [gr.Tabs()]
             params = parse_infotext(text)
             host.infotext_pasted(text, params)
             found = infotext_to_request_fields(params)
             updates = [(list(found[n]) if n == "styles" else found[n]) if n in found else gr.update() for n in order]
-            return updates + [gr.Tabs(selected="txt2img")]
+            return updates + [fills[c](params) for c in filled] + [gr.Tabs(selected="txt2img")]
 
-        button.click(send, infotext, [targets[n] for n in order] + [self.tabs], show_progress="hidden",
+        button.click(send, infotext, [targets[n] for n in order] + filled + [self.tabs], show_progress="hidden",
                      api_visibility="private")
 
 

@@ -3,6 +3,7 @@ resize mode, inpaint options, outpainting, and the same shared controls as txt2i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -62,6 +63,7 @@ class Img2ImgTab:
     soft_enabled: gr.Checkbox
     soft_sliders: list
     send_to_extras: gr.Button | None = None
+    scripts: Any = None  # webui.ui.extension_panels.ExtensionControls (Script dropdown, always-on panels)
 
     def paste_targets(self) -> dict[str, gr.components.Component]:
         """GenerationRequest field -> component, for infotext pastes (choice fields take their labels)."""
@@ -70,7 +72,13 @@ class Img2ImgTab:
                 "mask_blur_x": self.mask_blur, "inpainting_mask_invert": self.inpainting_mask_invert,
                 "inpainting_fill": self.inpainting_fill, "inpaint_full_res": self.inpaint_full_res,
                 "inpaint_full_res_padding": self.inpaint_full_res_padding, "soft_inpainting": self.soft_enabled,
-                **{f"soft:{name}": slider for (name, *_), slider in zip(SOFT_SLIDERS, self.soft_sliders)}}
+                **{f"soft:{name}": slider for (name, *_), slider in zip(SOFT_SLIDERS, self.soft_sliders)},
+                **{name: component for name, (component, _) in self.extension_fills().items()}}
+
+    def extension_fills(self) -> dict[str, tuple]:
+        """"ext:N" -> (component, fn(params)): extension panel controls filled from infotext keys."""
+        fills = self.scripts.paste_targets() if self.scripts is not None else {}
+        return {f"ext:{i}": (component, fn) for i, (component, fn) in enumerate(fills.items())}
 
 
 def paste_value(name: str, value):
@@ -184,7 +192,7 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
     tab = Img2ImgTab(row, controls, output, subtabs, mode, image, sketch, inpaint, denoising_strength, resize_mode,
                      mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls,
-                     soft_enabled, soft_sliders, send_to_extras)
+                     soft_enabled, soft_sliders, send_to_extras, scripts)
 
     for index, subtab in enumerate((t0, t1, t2, t3, t4, t5)):
         subtab.select(lambda i=index: (i, gr.update(visible=i in inputs.INPAINT_MODES),

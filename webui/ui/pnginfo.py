@@ -53,10 +53,14 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None) ->
 
     targets = txt2img.field_map()
     order = list(targets)
+    # Extension panels whose params have infotext keys are filled from the pasted text too.
+    scripts = getattr(txt2img, "scripts", None)
+    fills = scripts.paste_targets() if scripts is not None else {}
+    filled = list(fills)
 
     def send_to(text):
         if not text:
-            return [gr.update() for _ in order] + [gr.Tabs()]
+            return [gr.update() for _ in order + filled] + [gr.Tabs()]
         params = parse_infotext(text)
         if on_paste is not None:
             on_paste(text, params)
@@ -68,7 +72,8 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None) ->
                 updates.append(list(value) if name == "styles" else value)
             else:
                 updates.append(gr.update())
-        return updates + [gr.Tabs(selected=txt2img_tab_id)]
+        return updates + [fills[c](params) for c in filled] + [gr.Tabs(selected=txt2img_tab_id)]
 
-    send.click(send_to, raw, [targets[n] for n in order] + [tabs], show_progress="hidden", api_visibility="private")
+    send.click(send_to, raw, [targets[n] for n in order] + filled + [tabs], show_progress="hidden",
+               api_visibility="private")
     return PngInfoTab(image, raw, send_img2img, send_inpaint, send_extras)
