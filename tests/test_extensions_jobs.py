@@ -87,8 +87,13 @@ def test_a1111_alwayson_script_edits_prompts_through_p(ctx):
     assert "Appended: with a hat" in result.infotexts[1]
 
 
-def test_per_image_prompts_in_one_batch_match_separate_jobs(ctx):
-    """The plan seam: two prompts in one batch give the images those prompts give alone."""
+HIRES = dict(enable_hr=True, hr_upscaler="Latent", hr_scale=1.5, denoising_strength=0.5)
+
+
+@pytest.mark.parametrize("extra", [{}, HIRES], ids=["plain", "hires"])
+def test_per_image_prompts_in_one_batch_match_separate_jobs(ctx, extra):
+    """The plan seam: two prompts in one batch give the images those prompts give alone (with hires
+    fix too: each image's second pass uses its own prompt, as A1111's all_hr_prompts)."""
     feature = ctx.core.features[-1]
 
     class TwoPrompts:
@@ -99,11 +104,12 @@ def test_per_image_prompts_in_one_batch_match_separate_jobs(ctx):
 
     ctx.core.features.insert(len(ctx.core.features), TwoPrompts())
     try:
-        both = run(ctx, batch_size=2, negative_prompt="")
+        both = run(ctx, batch_size=2, negative_prompt="", **extra)
     finally:
         ctx.core.features.remove(next(f for f in ctx.core.features if getattr(f, "name", "") == "two-prompts"))
     assert ctx.core.features[-1] is feature
-    alone = [run(ctx, prompt=p, seed=s, negative_prompt="") for p, s in (("a red circle", 7), ("a blue square", 8))]
+    alone = [run(ctx, prompt=p, seed=s, negative_prompt="", **extra)
+             for p, s in (("a red circle", 7), ("a blue square", 8))]
     assert both.prompts == ["a red circle", "a blue square"] and both.seeds == [7, 8]
     for image, single in zip(both.images, alone):
         diff = np.abs(np.asarray(image, dtype=np.int16) - np.asarray(single.images[0], dtype=np.int16))
@@ -177,3 +183,10 @@ def test_prompt_matrix_and_prompts_from_file(ctx):
     assert "Steps: 3" in listed.infotexts[1]
     with pytest.raises(Exception, match="line 2: unknown option '--bogus'"):
         run(ctx, script_name="Prompts from file or textbox", script_args={"prompt_txt": "ok\n--bogus 1"})
+
+
+def test_script_generations_stay_within_the_request_budget(ctx):
+    # The request itself is small; the script's second cell is over --max-image-pixels (2048x2048).
+    args = {"x_type": "Size", "x_values": "64x64, 4096x4096"}
+    with pytest.raises(Exception, match="4096x4096 is 16777216 pixels; at most"):
+        run(ctx, script_name="X/Y/Z plot", script_args=args)
