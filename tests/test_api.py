@@ -255,14 +255,14 @@ BAD_TXT2IMG = [
     ({"scheduler": "Bogus"}, "scheduler", "Unknown schedule type 'Bogus'"),
     ({"styles": ["no-such-style"]}, "styles", "unknown style(s): no-such-style"),
     ({"styles": "oops"}, "styles", "valid list"),
-    ({"enable_hr": True, "denoising_strength": 0.5}, "enable_hr", "hires fix is not implemented"),
+    ({"enable_hr": True, "hr_upscaler": "Nope"}, "hr_upscaler", "unknown upscaler 'Nope'"),
     ({"restore_faces": True}, "restore_faces", "face restoration is not implemented"),
     ({"tiling": "sometimes"}, "tiling", "valid boolean"),
     ({"seed_resize_from_w": 5000}, "seed_resize_from_w", "from -1 to 4096"),
     ({"script_name": "no such script"}, "script_name", "no script named 'no such script'"),
     ({"script_name": "x/y/z plot", "script_args": {"x_type": "Bogus"}}, "script_args", "'Bogus' is not one of"),
     ({"alwayson_scripts": {"controlnet": {"args": []}}}, "alwayson_scripts", "no always-on script with that name"),
-    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "refiner is not implemented"),
+    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "no checkpoint matches 'refiner.safetensors'"),
     ({"firstpass_image": "aGVsbG8="}, "firstpass_image", "hires fix"),
     ({"sampler_name": "Euler a", "eta": 0.5}, "eta", "Euler a runs with eta 1"),
     ({"sampler_name": "DDIM", "eta": 0.3}, "eta", "DDIM runs with eta 0"),
@@ -288,8 +288,8 @@ def test_bad_txt2img_input_is_a_422_naming_the_field(client, body, field, messag
 
 
 def test_several_bad_fields_are_reported_together(client):
-    data = client.post("/sdapi/v1/txt2img", json={"steps": 0, "width": 65, "enable_hr": True}).json()
-    assert {d["field"] for d in data["detail"]} == {"steps", "width", "enable_hr"}
+    data = client.post("/sdapi/v1/txt2img", json={"steps": 0, "width": 65, "restore_faces": True}).json()
+    assert {d["field"] for d in data["detail"]} == {"steps", "width", "restore_faces"}
 
 
 @pytest.mark.parametrize("content, message", [

@@ -40,6 +40,10 @@ IGNORED_FIELDS = (
     "image_cfg_scale",  # img2img: only instruct-pix2pix models use it (A1111 ignores it for the rest too)
 )
 
+# Hires-fix knobs: no effect while enable_hr is false (img2img bodies use denoising_strength themselves).
+HIRES_FIELDS = ("denoising_strength", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+                "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
+
 # A1111 settings that may arrive in override_settings, are not our settings, and change
 # the image unless at these values.
 REFUSED_OVERRIDES: dict[str, tuple[Any, ...]] = {
@@ -212,7 +216,8 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
     """
     errors = list(errors or []) + _refusals(body)
     fields = type(body).model_fields
-    ignored = [name for name in IGNORED_FIELDS if name in fields and name not in used
+    unused = IGNORED_FIELDS + (HIRES_FIELDS if not getattr(body, "enable_hr", False) else ())
+    ignored = [name for name in unused if name in fields and name not in used
                and getattr(body, name) != fields[name].get_default(call_default_factory=True)]
     ignored += [f"{key} (unknown field)" for key in (body.model_extra or {})]
     overrides, checkpoint = _overrides(body, ctx, errors, ignored)
