@@ -70,6 +70,13 @@ def test_generate_then_png_info_round_trip(browser, tmp_path, tiny_sd15):
         expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("3")
         expect(page.locator("#txt2img_cfg_scale input[type=number]")).to_have_value("6.5")
 
+        # ↙ reads infotext pasted into the prompt box into the fields (A1111's "Read generation parameters").
+        page.locator("#txt2img_prompt textarea").fill(text.replace("Seed: 4242", "Seed: 99"))
+        page.locator("#txt2img_paste").click()
+        expect(page.locator("#txt2img_seed input")).to_have_value("99", timeout=30_000)
+        expect(page.locator("#txt2img_prompt textarea")).to_have_value(PROMPT)
+        page.locator("#txt2img_seed input").fill("4242")
+
         # Ctrl+Enter generates too, and the same fields give the same file name pattern (next number).
         page.locator("#txt2img_prompt textarea").press("Control+Enter")
         page.wait_for_function("""() => document.querySelectorAll('#txt2img_gallery img').length > 0""")

@@ -15,6 +15,7 @@ from webui.ui.extra_networks import build_extra_networks
 from webui.generation.soft_inpaint import LIMITS, SoftInpainting
 from webui.ui import img2img_inputs as inputs
 from webui.ui.extension_panels import build_extension_controls
+from webui.ui.read_params import wire_read_params
 from webui.ui.shared_controls import (
     OutputPanel,
     PromptRow,
@@ -238,4 +239,5 @@ def build_img2img(ctx) -> Img2ImgTab:
         return [request.validate()]
 
     wire_common(ctx, TAB, row, controls, output, make_requests, common + extra + scripts.inputs)
+    wire_read_params(row.read_params, row.prompt, tab.paste_targets())
     return tab

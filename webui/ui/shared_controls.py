@@ -57,6 +57,7 @@ class PromptRow:
     skip: gr.Button
     prompt_tokens: gr.HTML
     negative_tokens: gr.HTML
+    read_params: gr.Button | None = None  # ↙, wired by the tab with its paste map (webui/ui/read_params.py)
 
 
 def build_prompt_row(ctx, tab: str) -> PromptRow:
@@ -73,9 +74,13 @@ def build_prompt_row(ctx, tab: str) -> PromptRow:
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm")
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
+            with gr.Row():
+                read_params = gr.Button("↙", elem_id=f"{tab}_paste", size="sm", min_width=40,
+                                        elem_classes=["tool"])
             styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
                                  elem_id=f"{tab}_styles")
-    return PromptRow(prompt, negative_prompt, styles, generate, interrupt, skip, prompt_tokens, negative_tokens)
+    return PromptRow(prompt, negative_prompt, styles, generate, interrupt, skip, prompt_tokens, negative_tokens,
+                     read_params)
 
 
 @dataclass

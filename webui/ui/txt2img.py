@@ -9,6 +9,7 @@ from webui.generation.request import GenerationRequest
 from webui.ui.extension_panels import ExtensionControls, build_extension_controls
 from webui.ui.extra_networks import build_extra_networks
 from webui.ui.hires_controls import HiresControls, build_hires, wire_hires
+from webui.ui.read_params import wire_read_params
 from webui.ui.shared_controls import (
     OutputPanel,
     PromptRow,
@@ -93,4 +94,5 @@ def build_txt2img(ctx) -> Txt2ImgTab:
         return [GenerationRequest.from_dict({**dict(zip(names, own)), **script_fields})[0].validate()]
 
     wire_common(ctx, TAB, row, controls, output, make_requests, list(tab.field_map().values()) + scripts.inputs)
+    wire_read_params(row.read_params, row.prompt, tab.field_map())
     return tab
