@@ -261,9 +261,10 @@ BAD_TXT2IMG = [
     ({"restore_faces": True}, "restore_faces", "face restoration is not implemented"),
     ({"tiling": "sometimes"}, "tiling", "valid boolean"),
     ({"seed_resize_from_w": 5000}, "seed_resize_from_w", "from -1 to 4096"),
-    ({"script_name": "x/y/z plot"}, "script_name", "scripts are not implemented"),
-    ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "alwayson_scripts", "ADetailer"),  # ControlNet is supported
-    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "no checkpoint matches"),
+    ({"script_name": "no such script"}, "script_name", "no script named 'no such script'"),
+    ({"script_name": "x/y/z plot", "script_args": {"x_type": "Bogus"}}, "script_args", "'Bogus' is not one of"),
+    ({"alwayson_scripts": {"ADetailer": {"args": []}}}, "alwayson_scripts", "no always-on script with that name"),
+    ({"refiner_checkpoint": "refiner.safetensors"}, "refiner_checkpoint", "no checkpoint matches 'refiner.safetensors'"),
     ({"firstpass_image": "aGVsbG8="}, "firstpass_image", "hires fix"),
     ({"sampler_name": "Euler a", "eta": 0.5}, "eta", "Euler a runs with eta 1"),
     ({"sampler_name": "DDIM", "eta": 0.3}, "eta", "DDIM runs with eta 0"),

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="autoscaling: start at most N replicas while jobs wait")
     scale.add_argument("--ray-cpus-per-replica", type=float, default=None, metavar="N",
                        help="CPUs each replica reserves (its torch threads on a CPU-only cluster; default 1)")
+    ext = p.add_argument_group("extensions")
+    ext.add_argument("--disable-all-extensions", action="store_true",
+                     help="start without any extension, built-in ones included (config.json is not changed)")
+    ext.add_argument("--disable-extra-extensions", action="store_true",
+                     help="start with only the built-in extensions (config.json is not changed)")
 
     add_hardening_flags(p)
     p.add_argument("--exit", action="store_true", help="set up, print the device line and exit without serving")

@@ -12,6 +12,9 @@ import torch
 
 from webui.console import ConsoleProgress
 from webui.devices import DevicePolicy
+from webui.extensions.feature import ExtensionsFeature
+from webui.extensions.host import ExtensionHost
+from webui.extensions.scripts import run_job
 from webui.generation.core import CoreContext, generate
 from webui.generation.outpaint import OutpaintJob, run_outpaint
 from webui.generation.progress import Progress
@@ -47,6 +50,7 @@ class AppContext:
     queue: JobQueue
     upscalers: UpscalerManager
     status: str = ""  # the one-line model status shown in the UI header
+    extensions: ExtensionHost | None = None  # loaded extensions (webui/extensions); None in bare tests
     startup_job: Job | None = None  # the startup checkpoint's load, when it runs behind the page
     security: SecurityPolicy = field(default_factory=SecurityPolicy)  # hosts, accounts, limits (webui/security)
     controlnets: Any = None  # webui.models.controlnet.ControlNetManager
@@ -193,19 +197,25 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
         policy = front_policy(args)
     core, networks, controlnets = build_core(args, paths, policy, settings)
     models, styles, upscalers = core.models, core.styles, core.upscalers
+    # Extensions load before the UI (their settings, panels and tabs must exist when it is built).
+    extensions = ExtensionHost(paths.data_dir, settings, args).load()
+    extensions.claim_alwayson("controlnet")  # ControlNet reads its own alwayson_scripts entry (webui/api/controlnet.py)
+    core.features.append(ExtensionsFeature(extensions))  # last: a plan starts from the final prompt
     training = TrainingService(paths, core, networks, loading=lambda: bool(contexts) and contexts[0].loading)
 
     def run(job: Job):
         if isinstance(job.payload, OutpaintJob):  # img2img's outpainting: several generations in one job
             return run_outpaint(job.payload, core, job.progress)
         if job.kind in ("txt2img", "img2img"):
-            return generate_with_checkpoint(job.payload, core, job.progress)
+            return run_job(extensions, job.payload, lambda req: generate_with_checkpoint(req, core, job.progress), job)
         if job.kind == "extras":
             folder = Path(settings.get("outdir_extras_samples"))
             folder = folder if folder.is_absolute() else paths.data_dir / folder
             return run_extras(job.payload.validate(upscalers), upscalers, core.saver, folder, job.progress)
         if job.kind == "checkpoint":  # a swap queued by the API, so it lands between jobs in FIFO order
-            return models.select(job.payload)
+            model = models.select(job.payload)
+            extensions.model_loaded(model)
+            return model
         if job.kind == "vae":
             return networks.select_vae(models, job.payload)
         if job.kind == "startup":
@@ -216,6 +226,8 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
                 raise
             log.info(line)
             contexts[0].status = line
+            if models.current() is not None:
+                extensions.model_loaded(models.current())
             return line
         if job.kind in TRAINING_KINDS:  # holds the active model for the whole run; later jobs wait
             return training.run(job)
@@ -238,8 +250,11 @@ def build_context(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, 
     ctx = AppContext(args=args, paths=paths, policy=policy, settings=settings, models=models, styles=styles,
                      core=core, queue=queue, upscalers=upscalers, status=status, startup_size=startup_size,
                      security=SecurityPolicy.from_args(args, paths.data_dir), networks=networks,
-                     training=training, controlnets=controlnets)
+                     training=training, controlnets=controlnets, extensions=extensions)
+    extensions.ctx = ctx
     contexts.append(ctx)
     if load_in_background:
         ctx.startup_job = queue.submit(args.ckpt, kind="startup", source="startup")
+    elif models.current() is not None:
+        extensions.model_loaded(models.current())
     return ctx

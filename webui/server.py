@@ -78,6 +78,9 @@ def serve(args: argparse.Namespace, paths: Paths, policy: DevicePolicy, settings
 
         mount_api(app, ctx)
         log.info("A1111 API at %ssdapi/v1 (docs at %sdocs)", local_url, local_url)
+    if ctx.extensions is not None:  # extension routes, assets and app_started hooks; ends safe-mode watch
+        for warning in ctx.extensions.app_started(app, demo):
+            log.warning(warning)
     print(f"Running on {local_url}", flush=True)
     try:
         demo.block_thread()

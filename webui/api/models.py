@@ -55,7 +55,7 @@ class _GenerationBody(BaseModel):
     force_task_id: str | None = None
     sampler_index: str = "Euler"
     script_name: str | None = None
-    script_args: list[Any] = Field(default_factory=list)
+    script_args: list[Any] | dict[str, Any] = Field(default_factory=list, description="positional (A1111) or named args")
     send_images: bool = True
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)

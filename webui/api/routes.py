@@ -28,6 +28,7 @@ from webui.api.errors import ApiError, route_class
 from webui.api.train import build_train_router
 from webui.api.networks import apply_vae_option, build_networks_router
 from webui.api.extras import build_extras_router
+from webui.api.scripts import build_scripts_router
 from webui.api.img2img import add_img2img_route
 from webui.api.txt2img import encode_png, plan_txt2img, response_dict
 from webui.generation import samplers
@@ -383,6 +384,7 @@ def api_routers(ctx) -> list[APIRouter]:
         build_networks_router(ctx),
         build_train_router(ctx),
         build_controlnet_router(ctx),  # sd-webui-controlnet's /controlnet/* routes
+        build_scripts_router(ctx),  # /scripts, /script-info, /extensions (webui/api/scripts.py)
     ]
 
 

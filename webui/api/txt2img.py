@@ -3,7 +3,7 @@
 Policy for A1111 fields we do not implement: a field whose value has no effect here
 (its default, or an hires-fix knob while `enable_hr` is false) is accepted and named in
 one warning line; a value that would change the image if honoured (`enable_hr: true`,
-`restore_faces: true`, a script, ...) is refused with a 422 naming the field, because
+`restore_faces: true`, an unknown script, ...) is refused with a 422 naming the field, because
 ignoring it would hand back a different image without saying so.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from PIL import Image
 from webui.api import controlnet as controlnet_api
 from webui.api.errors import ApiError
 from webui.api.models import Txt2ImgRequest
+from webui.api.scripts import script_fields
 from webui.api.networks import check_vae_override
 from webui.generation import samplers
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
@@ -36,10 +37,13 @@ log = logging.getLogger(__name__)
 IGNORED_FIELDS = (
     "do_not_save_samples", "do_not_save_grid",  # A1111's API replaces both with `save_images`
     "firstphase_width", "firstphase_height",  # A1111's pre-1.0 hires fields, ignored by A1111 too
-    "script_args",  # no script (a script_name is refused)
     "comments", "force_task_id", "disable_extra_networks",
     "image_cfg_scale",  # img2img: only instruct-pix2pix models use it (A1111 ignores it for the rest too)
 )
+
+# Hires-fix knobs: no effect while enable_hr is false (img2img bodies use denoising_strength themselves).
+HIRES_FIELDS = ("denoising_strength", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+                "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
 
 # A1111 settings that may arrive in override_settings, are not our settings, and change
 # the image unless at these values.
@@ -74,11 +78,6 @@ def _refusals(body: Txt2ImgRequest) -> list[FieldError]:
 
     if body.restore_faces:
         refuse("restore_faces", "face restoration is not implemented; send restore_faces: false")
-    if body.script_name and body.script_name.strip().lower() not in ("", "none"):
-        refuse("script_name", f"scripts are not implemented; no script named {body.script_name!r}")
-    scripts = [k for k in body.alwayson_scripts or {} if str(k).lower() != "controlnet"]  # ControlNet: see plan_request
-    if scripts:
-        refuse("alwayson_scripts", f"always-on scripts are not implemented: {', '.join(map(str, scripts))}")
     if getattr(body, "firstpass_image", None):
         refuse("firstpass_image", "starting hires fix from a given first-pass image is not implemented; "
                                   "send the image to /sdapi/v1/img2img instead")
@@ -219,7 +218,8 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
     """
     errors = list(errors or []) + _refusals(body)
     fields = type(body).model_fields
-    ignored = [name for name in IGNORED_FIELDS if name in fields and name not in used
+    unused = IGNORED_FIELDS + (HIRES_FIELDS if not getattr(body, "enable_hr", False) else ())
+    ignored = [name for name in unused if name in fields and name not in used
                and getattr(body, name) != fields[name].get_default(call_default_factory=True)]
     ignored += [f"{key} (unknown field)" for key in (body.model_extra or {})]
     overrides, checkpoint = _overrides(body, ctx, errors, ignored)
@@ -239,6 +239,11 @@ def plan_request(body, ctx, extra: dict[str, Any] | None = None, errors: list[Fi
     data.update(extra or {})
     data.update(_from_infotext(body))
     data["controlnet_units"] = controlnet_api.request_units(body.alwayson_scripts, ctx, errors)
+    # Extensions' script_name/script_args and alwayson_scripts (webui/api/scripts.py), per tab.
+    scripts, script_errors = script_fields(getattr(ctx, "extensions", None), body.script_name, body.script_args,
+                                           body.alwayson_scripts, tab=what)
+    data.update(scripts)
+    errors.extend(script_errors)
     plan = Plan(request=GenerationRequest(), body=body, ignored=ignored)
     if checkpoint is not None:
         if body.override_settings_restore_afterwards:

@@ -22,7 +22,9 @@ import torch
 from webui.generation import (conditioning, guidance, hires, img2img, pipelines, previews, samplers, seeds, soft_inpaint,
                               tiling)
 from webui.generation.interruptible_decode import decode_latents  # hardening: interrupt between images/tiles
-from webui.generation.processing import Feature, Processing, StepState, chain_steps, registered_step
+from webui.generation.plan import GenerationPlan, batch_conditioning, hires_for_batch
+from webui.generation.processing import (Feature, Processing, SaveParams, StepState, chain_steps,
+                                         registered_step)
 from webui.generation.progress import Progress
 from webui.generation.request import FieldError, GenerationRequest, GenerationResult, RequestError
 from webui.generation.styles import StyleStore, apply_styles
@@ -149,7 +151,8 @@ def sample(p: Processing, ctx: CoreContext, cond, job_pass: SamplingPass, schedu
     samplers.seed_scheduler(scheduler, job_pass.seeds)
     batch = job_pass.noise.shape[0]
     device, dtype = base.unet.device, base.unet.dtype
-    kwargs: dict[str, Any] = dict(cond.as_pipeline_kwargs(), num_images_per_prompt=batch,
+    per_prompt = batch // cond.prompt_embeds.shape[0]  # 1 when the plan gave every image its own prompt
+    kwargs: dict[str, Any] = dict(cond.as_pipeline_kwargs(), num_images_per_prompt=per_prompt,
                                   num_inference_steps=job_pass.steps, guidance_scale=p.request.cfg_scale,
                                   generator=generators, output_type="latent")
     given = None
@@ -222,15 +225,32 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         backtrack = setting(req, ctx.settings, "comma_padding_backtrack")
         encode = partial(conditioning.encode_prompts, pipe, clip_skip=clip_skip, comma_backtrack=backtrack,
                          embeddings=p.embeddings)
-        cond = encode(p.prompt, p.negative_prompt, steps=req.steps)
-        # Prompt editing, alternation and AND per model call (the UNet hook is only installed when used).
-        plan = guidance.build_plan(p.prompt, p.negative_prompt, samplers.prompt_steps(req.sampler_name, req.steps),
-                                   encode, cond)
+        encoded: dict[tuple[str, str], Any] = {}
+        guided: dict[tuple[str, str], guidance.GuidancePlan] = {}
+
+        def encode_pair(prompt_: str, negative_: str):
+            # Once per distinct text: a prompt matrix repeats a few prompts over many images.
+            if (prompt_, negative_) not in encoded:
+                encoded[(prompt_, negative_)] = encode(prompt_, negative_, steps=req.steps)
+            return encoded[(prompt_, negative_)]
+
+        def guidance_for(prompt_: str, negative_: str):
+            # Prompt editing, alternation and AND per model call (the UNet hook is only installed when used).
+            if (prompt_, negative_) not in guided:
+                guided[(prompt_, negative_)] = guidance.build_plan(
+                    prompt_, negative_, samplers.prompt_steps(req.sampler_name, req.steps), encode,
+                    encode_pair(prompt_, negative_))
+            return guided[(prompt_, negative_)]
+
+        # p.plan: per-image prompts and seeds from extensions (None: every image uses p.prompt).
+        job_plan = p.plan or GenerationPlan.uniform(p.prompt, p.negative_prompt, seed_list, subseed_list,
+                                                    req.n_iter, req.batch_size)
+        cond = encode_pair(p.prompt, p.negative_prompt)
         hr = hires.plan(p, ctx, cond, clip_skip, backtrack)  # None unless hires fix is on
+        encode_hr = partial(conditioning.encode_prompts, hr.model.pipe, clip_skip=clip_skip,
+                            comma_backtrack=backtrack, embeddings=p.embeddings) if hr is not None else None
         hr_plan = None if hr is None else guidance.build_plan(
-            hr.prompt, hr.negative_prompt, samplers.prompt_steps(hr.sampler_name, hr.run_steps),
-            partial(conditioning.encode_prompts, hr.model.pipe, clip_skip=clip_skip, comma_backtrack=backtrack,
-                    embeddings=p.embeddings), hr.cond)
+            hr.prompt, hr.negative_prompt, samplers.prompt_steps(hr.sampler_name, hr.run_steps), encode_hr, hr.cond)
         timings["encode"] = time.perf_counter() - t0
         progress.preview_every = (setting(req, ctx.settings, "show_progress_every_n_steps")
                                   if setting(req, ctx.settings, "live_previews_enable") else 0)
@@ -251,20 +271,26 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                                      else (req.steps, req.steps))
 
         info_request = replace(req, seed=seed, subseed=subseed, clip_skip=clip_skip)
-        images, all_seeds, all_subseeds, infotexts = [], [], [], []
+        images, all_seeds, all_subseeds, infotexts, all_prompts, all_negatives = [], [], [], [], [], []
         factor = int(getattr(pipe, "vae_scale_factor", 8))
         latent_shape = (pipe.vae.config.latent_channels, req.height // factor, req.width // factor)
         resize_from = ((req.seed_resize_from_h // factor, req.seed_resize_from_w // factor)
                        if req.seed_resize_from_w > 0 and req.seed_resize_from_h > 0 else None)
         sampling = decoding = 0.0
-        for batch_no in range(req.n_iter):
+        for batch_no in range(job_plan.n_iter):
             if progress.interrupted:
                 break
-            first = batch_no * req.batch_size
-            batch_seeds = seed_list[first:first + req.batch_size]
-            batch_subseeds = subseed_list[first:first + req.batch_size]
+            planned = job_plan.batch(batch_no)
+            batch_seeds, batch_subseeds = planned.seeds, planned.subseeds
+            pairs = list(zip(planned.prompts, planned.negative_prompts))
+            cond = batch_conditioning([encode_pair(a, b) for a, b in pairs],
+                                      lambda: encode_pair("", "").prompt_embeds[:, :77])
+            # Per-call guidance needs one prompt per batch; a batch mixing planned prompts samples
+            # each with its prompt's final schedule entry (what encode_pair encodes).
+            plan = guidance_for(*pairs[0]) if len(set(pairs)) == 1 else None
+            batch_hr, batch_hr_plan = hires_for_batch(hr, hr_plan, req, pairs, encode_hr)
             passes = 2 if hr is not None else 1  # hires fix: each batch shows as two jobs, as in A1111
-            progress.begin_batch(batch_no * passes, req.n_iter * passes, run_steps)
+            progress.begin_batch(batch_no * passes, job_plan.n_iter * passes, run_steps)
             generators = seeds.make_generators(batch_seeds)
             noise = seeds.make_noise(latent_shape, batch_seeds, batch_subseeds, req.subseed_strength,
                                      generators=generators, resize_from=resize_from)
@@ -283,8 +309,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
             latents = sample(p, ctx, cond, job_pass, scheduler, generators, batch_no, progress, plan)
             decoder = pipe
             if hr is not None and not progress.should_stop():
-                latents = hires.second_pass(hr, p, ctx, latents, batch_seeds, batch_subseeds, batch_no, progress,
-                                            sample, SamplingPass, hr_plan)
+                latents = hires.second_pass(batch_hr, p, ctx, latents, batch_seeds, batch_subseeds, batch_no, progress,
+                                            sample, SamplingPass, batch_hr_plan)
                 decoder = hr.model.pipe
             sampling += time.perf_counter() - t1
             if progress.skipped and not progress.interrupted:
@@ -308,38 +334,55 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                     image = img2img.finish_image(init, i, image, soft_masks[i])
                 infotexts.append(build_infotext(info_request, seed=batch_seeds[i], subseed=batch_subseeds[i],
                                                 model_name=info.model_name, model_hash=info.shorthash,
-                                                prompt=p.prompt, negative_prompt=p.negative_prompt,
+                                                prompt=planned.prompts[i], negative_prompt=planned.negative_prompts[i],
                                                 extra={**extra, **p.extra_infotext}, version=ctx.version,
                                                 batch_pos=i))
+                all_prompts.append(planned.prompts[i])
+                all_negatives.append(planned.negative_prompts[i])
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
         timings.update(sampling=sampling, decode=decoding)
         interrupted = progress.interrupted
         t3 = time.perf_counter()
-        paths = save_images(ctx, req, images, infotexts, all_seeds, info.model_name, prompt, interrupted)
+        paths = save_images(ctx, req, images, infotexts, all_seeds, info.model_name, all_prompts, interrupted,
+                            hooks=p.save_hooks())
         timings["save"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - started
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
-                            prompts=[p.prompt] * len(images), negative_prompts=[p.negative_prompt] * len(images),
+                            prompts=all_prompts, negative_prompts=all_negatives,
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
                             interrupted=interrupted, paths=paths, comments=list(p.comments),
                             extra_images=list(p.extra_images))
 
 
-def save_images(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name, prompt,
-                interrupted: bool) -> list[Path]:
-    """Save samples (and a grid for batches) when the settings and the request ask for it."""
+def save_images(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name,
+                prompts: str | list[str], interrupted: bool, hooks=()) -> list[Path]:
+    """Save samples (and a grid for batches) when the settings and the request ask for it.
+
+    ``prompts``: one per image (or one for all) for file names; ``hooks``: ``p.save_hooks()`` pairs
+    (extensions' before/after save) run around every sample.
+    """
     if not images or interrupted or not req.save_images or not setting(req, ctx.settings, "samples_save"):
         return []  # A1111 does not save incomplete images by default
     write_info = setting(req, ctx.settings, "enable_pnginfo")
     folder = _output_folder(ctx, req, grids=False)
     pattern = setting(req, ctx.settings, "samples_filename_pattern")
     saved = []
-    for image, text, s in zip(images, infotexts, all_seeds):
+    if isinstance(prompts, str):
+        prompts = [prompts] * len(images)
+    for image, text, s, prompt in zip(images, infotexts, all_seeds, prompts):
         fields = NameFields(seed=s, prompt=prompt, model_name=model_name, sampler=req.sampler_name, steps=req.steps,
                             cfg=req.cfg_scale, width=req.width, height=req.height)
-        saved.append(ctx.saver.save(image, folder, expand_pattern(pattern, fields), text if write_info else None))
+        target = SaveParams(image, folder, expand_pattern(pattern, fields), text)
+        for before, _ in hooks:
+            if before is not None:
+                before(target)
+        path = ctx.saver.save(target.image, target.folder, target.stem, target.infotext if write_info else None)
+        for _, after in hooks:
+            if after is not None:
+                after(path)
+        saved.append(path)
     if len(images) > 1 and setting(req, ctx.settings, "grid_save"):
         # Only-masked inpaint returns images at the original's size; a grid needs them equal.
         if len({im.size for im in images}) == 1:

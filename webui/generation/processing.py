@@ -20,6 +20,9 @@ is encoded. A feature may:
 - ``p.extra_infotext[key] = value``: infotext keys (A1111's ``extra_generation_params``);
 - ``p.comments``: notes shown to the user with the result;
 - ``p.extra_images``: images handed back with the result, not saved (ControlNet's detected maps).
+- ``p.plan``: a GenerationPlan (``webui/generation/plan.py``) with a prompt, negative prompt, seed and
+  subseed per image (dynamic prompts, prompt matrix); None means every image uses ``p.prompt``;
+- ``p.on_save(before=fn(SaveParams), after=fn(path))``: around each saved PNG.
 - ``p.embeddings``: the textual-inversion embeddings ``encode_prompts`` splices in (networks).
 """
 from __future__ import annotations
@@ -50,6 +53,16 @@ ImageHook = Callable[["Processing", int, Any], Any]  # (p, index in job, PIL ima
 
 
 @dataclass
+class SaveParams:
+    """A PNG about to be written: a before-save hook may replace the image, the name stem or the infotext."""
+
+    image: Any
+    folder: Any  # pathlib.Path
+    stem: str
+    infotext: str | None
+
+
+@dataclass
 class _Registered:
     fn: StepCallback
     tensors: tuple[str, ...]
@@ -71,10 +84,12 @@ class Processing:
     pipeline_kwargs: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     extra_images: list[Any] = field(default_factory=list)  # returned after the images (ControlNet's detected maps)
+    plan: Any = None  # webui.generation.plan.GenerationPlan: per-image prompts/seeds (None: uniform)
     embeddings: Any = None  # textual-inversion lookup for encode_prompts (set by the networks feature)
     _steps: list[_Registered] = field(default_factory=list)
     _image_hooks: list[ImageHook] = field(default_factory=list)
     _pass_hooks: list[Callable[[str, Any], dict]] = field(default_factory=list)
+    _save_hooks: list[tuple[Any, Any]] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -101,6 +116,13 @@ class Processing:
         for fn in self._pass_hooks:
             out.update(fn(kind, job_pass))
         return out
+    def on_save(self, before: Callable[[SaveParams], None] | None = None,
+                after: Callable[[Any], None] | None = None) -> None:
+        """Call ``before(params)`` before each PNG of the job is written and ``after(path)`` once it is."""
+        self._save_hooks.append((before, after))
+
+    def save_hooks(self) -> list[tuple[Any, Any]]:
+        return list(self._save_hooks)
 
     def step_callbacks(self) -> list[_Registered]:
         return list(self._steps)

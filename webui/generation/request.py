@@ -66,6 +66,10 @@ class GenerationRequest:
     clip_skip: int | None = None  # None: the CLIP_stop_at_last_layers setting (A1111's API has no field)
     override_settings: dict[str, Any] = field(default_factory=dict)
     save_images: bool = True  # the UI saves; A1111's API defaults to False and sets this explicitly
+    # Extensions (checked against the loaded extensions by ExtensionHost, not here): A1111's names.
+    script_name: str | None = None  # a selectable script (X/Y/Z plot, ...) that runs the whole job
+    script_args: dict[str, Any] | list = field(default_factory=dict)  # named (or A1111 positional) args
+    alwayson_scripts: dict[str, Any] = field(default_factory=dict)  # {panel title: {"args": [...] | {...}}}
     seed_resize_from_w: int = -1  # A1111's "Resize seed from width/height"; -1 or 0: off
     seed_resize_from_h: int = -1
     tiling: bool = False  # seamless tiles: circular padding in the UNet and VAE
@@ -197,6 +201,13 @@ class GenerationRequest:
         from webui.generation.controlnet import check_units
 
         out["controlnet_units"] = check_units(self.controlnet_units, errors)
+        if self.script_name is not None and not isinstance(self.script_name, str):
+            errors.append(FieldError("script_name", f"must be a script name, got {_show(self.script_name)}"))
+        if not isinstance(self.script_args, (dict, list)):
+            errors.append(FieldError("script_args", f"must be a list or an object, got {_show(self.script_args)}"))
+        if not isinstance(self.alwayson_scripts, dict):
+            errors.append(FieldError("alwayson_scripts", f"must be an object of script names, "
+                                                         f"got {_show(self.alwayson_scripts)}"))
 
         if errors:
             raise RequestError(errors)

@@ -306,6 +306,21 @@ class ModelManager:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def reload_active(self) -> LoadedModel | None:
+        """Load the active checkpoint again from disk (an extension left its weights changed).
+
+        Runs between jobs (it waits for holders of active() like a swap); None when nothing is loaded.
+        """
+        with self._load_lock:
+            current = self.current()
+            if current is None:
+                return None
+            with self._cond:
+                self._cache.pop(current.info.filename, None)
+            model = self._load(current.info)
+            self._install(model, current)
+            return model
+
     def unload(self) -> None:
         """Drop every loaded model (e.g. before training needs the memory)."""
         with self._load_lock:

@@ -8,6 +8,8 @@ import gradio as gr
 
 from webui.jobs import JobFailed
 from webui.ui import img2img_inputs
+from webui.ui.extension_tabs import build_extension_tabs
+from webui.ui.extensions_tab import build_extensions_tab
 from webui.ui.extras import build_extras, wire_send_to_extras
 from webui.ui.img2img import build_img2img
 from webui.ui.extra_networks import build_vae_quicksetting
@@ -25,9 +27,11 @@ STATIC = Path(__file__).with_name("static")
 
 def launch_kwargs() -> dict:
     """Page-level CSS and JS (Gradio 6 takes them at launch)."""
-    return {"css": (STATIC / "style.css").read_text(encoding="utf-8"),
+    return {"css": (STATIC / "style.css").read_text(encoding="utf-8")
+                   + (STATIC / "extensions.css").read_text(encoding="utf-8"),
+            # extensions.js first: A1111's JS helpers and the localization must exist before extension JS.
             "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
-                            for name in ("shortcuts.js", "pose_editor.js")),
+                            for name in ("extensions.js", "shortcuts.js", "pose_editor.js")),
             "footer_links": ["api", "gradio"]}
 
 
@@ -63,6 +67,8 @@ def build_ui(ctx) -> gr.Blocks:
             status = gr.Markdown(html.escape(model_line(ctx, current) if current else ctx.status),
                                  elem_id="model_status")
         add_mcp_tools(ctx)
+        # Extensions' infotext_pasted hooks run on every paste of an infotext into a tab.
+        on_paste = ctx.extensions.infotext_pasted if ctx.extensions is not None else None
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img(ctx)
@@ -71,20 +77,24 @@ def build_ui(ctx) -> gr.Blocks:
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                pnginfo = build_pnginfo(txt2img, tabs, "txt2img")
+                pnginfo = build_pnginfo(txt2img, tabs, "txt2img", on_paste)
             with gr.Tab("Train", id="train", elem_id="tab_train"):
                 build_train(ctx)
             with gr.Tab("OpenPose Editor", id="openpose_editor", elem_id="tab_openpose_editor"):
                 build_pose_editor({"txt2img": (txt2img.controlnet, "txt2img"),
                                    "img2img": (img2img.controlnet, "img2img")}, tabs)
+            build_extension_tabs(ctx, txt2img, tabs, img2img)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 applied = build_settings(ctx)
-        wire_gallery_send(txt2img.send_to_img2img, txt2img.output, img2img, tabs, img2img_inputs.IMG2IMG)
-        wire_gallery_send(txt2img.send_to_inpaint, txt2img.output, img2img, tabs, img2img_inputs.INPAINT)
+            if ctx.extensions is not None:
+                with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                    build_extensions_tab(ctx)
+        wire_gallery_send(txt2img.send_to_img2img, txt2img.output, img2img, tabs, img2img_inputs.IMG2IMG, on_paste)
+        wire_gallery_send(txt2img.send_to_inpaint, txt2img.output, img2img, tabs, img2img_inputs.INPAINT, on_paste)
         wire_image_send(pnginfo.send_to_img2img, pnginfo.image, pnginfo.parameters, img2img, tabs,
-                        img2img_inputs.IMG2IMG)
+                        img2img_inputs.IMG2IMG, on_paste)
         wire_image_send(pnginfo.send_to_inpaint, pnginfo.image, pnginfo.parameters, img2img, tabs,
-                        img2img_inputs.INPAINT)
+                        img2img_inputs.INPAINT, on_paste)
         # ControlNet N infotext restores img2img's units too, as PNG Info does for txt2img's.
         for button in (pnginfo.send_to_img2img, pnginfo.send_to_inpaint):
             img2img.controlnet.wire_paste(button, [pnginfo.parameters], lambda text: text)

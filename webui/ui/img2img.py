@@ -3,6 +3,7 @@ resize mode, inpaint options, outpainting, and the same shared controls as txt2i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -14,6 +15,7 @@ from webui.ui.controlnet import ControlNetPanel, build_controlnet_panel
 from webui.ui.extra_networks import build_extra_networks
 from webui.generation.soft_inpaint import LIMITS, SoftInpainting
 from webui.ui import img2img_inputs as inputs
+from webui.ui.extension_panels import build_extension_controls
 from webui.ui.read_params import wire_read_params
 from webui.ui.shared_controls import (
     OutputPanel,
@@ -64,6 +66,7 @@ class Img2ImgTab:
     soft_sliders: list
     send_to_extras: gr.Button | None = None
     controlnet: ControlNetPanel | None = None  # units without an image use the img2img input (A1111)
+    scripts: Any = None  # webui.ui.extension_panels.ExtensionControls (Script dropdown, always-on panels)
 
     def paste_targets(self) -> dict[str, gr.components.Component]:
         """GenerationRequest field -> component, for infotext pastes (choice fields take their labels)."""
@@ -72,7 +75,13 @@ class Img2ImgTab:
                 "mask_blur_x": self.mask_blur, "inpainting_mask_invert": self.inpainting_mask_invert,
                 "inpainting_fill": self.inpainting_fill, "inpaint_full_res": self.inpaint_full_res,
                 "inpaint_full_res_padding": self.inpaint_full_res_padding, "soft_inpainting": self.soft_enabled,
-                **{f"soft:{name}": slider for (name, *_), slider in zip(SOFT_SLIDERS, self.soft_sliders)}}
+                **{f"soft:{name}": slider for (name, *_), slider in zip(SOFT_SLIDERS, self.soft_sliders)},
+                **{name: component for name, (component, _) in self.extension_fills().items()}}
+
+    def extension_fills(self) -> dict[str, tuple]:
+        """"ext:N" -> (component, fn(params)): extension panel controls filled from infotext keys."""
+        fills = self.scripts.paste_targets() if self.scripts is not None else {}
+        return {f"ext:{i}": (component, fn) for i, (component, fn) in enumerate(fills.items())}
 
 
 def paste_value(name: str, value):
@@ -178,6 +187,7 @@ def build_img2img(ctx) -> Img2ImgTab:
                                            elem_id="img2img_denoising_strength")
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
             controlnet = build_controlnet_panel(ctx, TAB, width, height, img2img=True)
+            scripts = build_extension_controls(ctx, TAB)  # extensions' always-on panels and Script dropdown
         with gr.Column(scale=1):
             output = build_output(TAB)
             send_to_extras = gr.Button("Send to extras", elem_id=f"{TAB}_send_to_extras", size="sm")
@@ -186,7 +196,7 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
     tab = Img2ImgTab(row, controls, output, subtabs, mode, image, sketch, inpaint, denoising_strength, resize_mode,
                      mask_blur, inpainting_mask_invert, inpainting_fill, inpaint_full_res, padding, inpaint_controls,
-                     soft_enabled, soft_sliders, send_to_extras, controlnet)
+                     soft_enabled, soft_sliders, send_to_extras, controlnet, scripts)
 
     for index, subtab in enumerate((t0, t1, t2, t3, t4, t5)):
         subtab.select(lambda i=index: (i, gr.update(visible=i in inputs.INPAINT_MODES),
@@ -204,7 +214,8 @@ def build_img2img(ctx) -> Img2ImgTab:
     unit_start = len(common) + len(extra)  # the ControlNet units' values come last
 
     def make_requests(*values):
-        fields = dict(zip(common_names, values[:len(common_names)]))
+        values, script_fields = scripts.split(values)
+        fields = dict(zip(common_names, values[:len(common_names)]), **script_fields)
         (mode_, image_, sketch_, inpaint_, sketch_inpaint_, upload_image_, upload_mask_, input_dir_, output_dir_,
          mask_dir_, resize_mode_, scale_tab_, scale_by_, denoise_, blur_, alpha_, invert_, fill_, area_, padding_,
          method_, pixels_, directions_, noise_q_, variation_, soft_, *soft_values) = values[len(common_names):unit_start]
@@ -232,6 +243,6 @@ def build_img2img(ctx) -> Img2ImgTab:
                                 color_variation=float(variation_)).validate()]
         return [request.validate()]
 
-    wire_common(ctx, TAB, row, controls, output, make_requests, common + extra + controlnet.inputs())
+    wire_common(ctx, TAB, row, controls, output, make_requests, common + extra + controlnet.inputs() + scripts.inputs)
     wire_read_params(row.read_params, row.prompt, tab.paste_targets())
     return tab

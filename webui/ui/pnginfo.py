@@ -38,8 +38,11 @@ class PngInfoTab:
     send_to_extras: gr.Button | None = None
 
 
-def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
-    """Image in, parameters out; "Send to txt2img" fills every field the infotext names."""
+def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str, on_paste=None) -> PngInfoTab:
+    """Image in, parameters out; "Send to txt2img" fills every field the infotext names.
+
+    ``on_paste(text, params)`` may rewrite the parsed params first (extensions' infotext_pasted hooks).
+    """
     with gr.Row():
         with gr.Column():
             image = gr.Image(label="Source", type="pil", sources=["upload"], elem_id="pnginfo_image", height=360)
@@ -64,11 +67,19 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
 
     targets = txt2img.field_map()
     order = list(targets)
+    # Extension panels whose params have infotext keys are filled from the pasted text too.
+    scripts = getattr(txt2img, "scripts", None)
+    fills = scripts.paste_targets() if scripts is not None else {}
+    filled = list(fills)
 
     def send_to(text):
         if not text:
-            return [gr.update() for _ in order] + [gr.update() for _ in controlnet.restore_targets()] + [gr.Tabs()]
-        found = infotext_to_request_fields(parse_infotext(text))
+            return ([gr.update() for _ in order + filled] + [gr.update() for _ in controlnet.restore_targets()]
+                    + [gr.Tabs()])
+        params = parse_infotext(text)
+        if on_paste is not None:
+            on_paste(text, params)
+        found = infotext_to_request_fields(params)
         updates = []
         for name in order:
             if name in found:
@@ -76,9 +87,10 @@ def build_pnginfo(txt2img, tabs: gr.Tabs, txt2img_tab_id: str) -> PngInfoTab:
                 updates.append(list(value) if name == "styles" else value)
             else:
                 updates.append(gr.update())
-        return updates + controlnet.restore_updates(parse_infotext(text)) + [gr.Tabs(selected=txt2img_tab_id)]
+        return (updates + [fills[c](params) for c in filled] + controlnet.restore_updates(params)
+                + [gr.Tabs(selected=txt2img_tab_id)])
 
     controlnet = txt2img.controlnet  # ControlNet N infotext restores the units (not their images)
-    send.click(send_to, raw, [targets[n] for n in order] + controlnet.restore_targets() + [tabs],
+    send.click(send_to, raw, [targets[n] for n in order] + filled + controlnet.restore_targets() + [tabs],
                show_progress="hidden", api_visibility="private")
     return PngInfoTab(image, raw, send_img2img, send_inpaint, send_extras)

@@ -9,11 +9,17 @@ import gradio as gr
 from webui.settings import SettingsError
 from webui.ui.page_load import on_page_load
 
-HIDDEN = {"sd_model_checkpoint"}  # chosen with the checkpoint dropdown in the header
+# sd_model_checkpoint: the header's dropdown; the extension switches: the Extensions tab.
+HIDDEN = {"sd_model_checkpoint", "disabled_extensions", "disable_all_extensions"}
 
 
 def _component(option, value):
     elem_id = f"setting_{option.key}"
+    if option.choices:
+        return gr.Dropdown(choices=list(option.choices), value=value, label=option.label, elem_id=elem_id)
+    if isinstance(option.default, (list, tuple)):  # e.g. an A1111 extension's multi-choice option
+        return gr.Dropdown(choices=list(value or []), value=list(value or []), multiselect=True,
+                           allow_custom_value=True, label=option.label, elem_id=elem_id)
     if isinstance(option.default, bool):
         return gr.Checkbox(label=option.label, value=value, elem_id=elem_id)
     if isinstance(option.default, (int, float)):

@@ -7,6 +7,7 @@ import gradio as gr
 
 from webui.generation.request import GenerationRequest
 from webui.ui.controlnet import ControlNetPanel, build_controlnet_panel
+from webui.ui.extension_panels import ExtensionControls, build_extension_controls
 from webui.ui.extra_networks import build_extra_networks
 from webui.ui.hires_controls import HiresControls, build_hires, wire_hires
 from webui.ui.read_params import wire_read_params
@@ -39,6 +40,7 @@ class Txt2ImgTab:
     hires: HiresControls
     send_to_extras: gr.Button | None = None
     controlnet: ControlNetPanel | None = None  # its units (PNG Info restores them, the pose editor fills them)
+    scripts: ExtensionControls | None = None  # extensions' always-on panels and the Script dropdown
 
     @property
     def width(self):
@@ -76,6 +78,7 @@ def build_txt2img(ctx) -> Txt2ImgTab:
             seed, random_seed, reuse_seed, subseed, subseed_strength, clip_skip = build_seed(ctx, TAB)
             hires = build_hires(ctx, TAB)
             controlnet = build_controlnet_panel(ctx, TAB, width, height)
+            scripts = build_extension_controls(ctx, TAB)
         with gr.Column(scale=1):
             output = build_output(TAB)
             with gr.Row(elem_id=f"{TAB}_send_row"):
@@ -85,15 +88,18 @@ def build_txt2img(ctx) -> Txt2ImgTab:
     controls = SamplingControls(sampler_name, scheduler, steps, width, height, batch_count, batch_size, cfg_scale,
                                 seed, subseed, subseed_strength, clip_skip,
                                 buttons={"swap": swap, "random_seed": random_seed, "reuse_seed": reuse_seed})
-    tab = Txt2ImgTab(row, controls, output, send_to_img2img, send_to_inpaint, hires, send_to_extras, controlnet)
+    tab = Txt2ImgTab(row, controls, output, send_to_img2img, send_to_inpaint, hires, send_to_extras, controlnet,
+                     scripts)
     wire_hires(hires, width, height)
     names = list(tab.field_map())
 
     def make_requests(*values):
-        fields = dict(zip(names, values))
+        values, script_fields = scripts.split(values)  # raises ExtensionError (a ValueError) naming the control
+        fields = {**dict(zip(names, values)), **script_fields}
         fields["controlnet_units"] = controlnet.units_from(values[len(names):])  # RequestError: shown as an error
         return [GenerationRequest.from_dict(fields)[0].validate()]
 
-    wire_common(ctx, TAB, row, controls, output, make_requests, list(tab.field_map().values()) + controlnet.inputs())
+    wire_common(ctx, TAB, row, controls, output, make_requests,
+                list(tab.field_map().values()) + controlnet.inputs() + scripts.inputs)
     wire_read_params(row.read_params, row.prompt, tab.field_map())
     return tab

@@ -1,0 +1,3 @@
+import utils
+
+LOADED_FROM = utils.WHO

@@ -1,0 +1,1 @@
+from modules import sd_hijack  # noqa: F401  (not imitated: the extension needs a native port)
