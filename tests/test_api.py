@@ -142,9 +142,9 @@ def test_a1111_client_defaults_are_accepted_and_unknowns_logged(client, caplog):
         _, info = txt2img(client, **body)
     assert info["sampler_name"] == "Euler" and info["seed"] == 3
     warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "some_future_field" in warning
-    # hires / refiner fields are request fields now: nothing to warn about at their defaults
-    assert not any(name in warning for name in ("enable_hr", "hr_upscaler", "denoising_strength", "refiner"))
+    # hires knobs sent with enable_hr false are ignored, and said so, as unknown fields are
+    assert "denoising_strength" in warning and "hr_upscaler" in warning and "some_future_field" in warning
+    assert "enable_hr" not in warning  # at its default: nothing to warn about
 
 
 def test_override_settings_clip_skip_applies_to_one_request(ctx, client):
