@@ -79,7 +79,8 @@ def visible_english(page) -> list[str]:
     return page.evaluate("""(skip) => {
         const root = document.getElementById('tab_txt2img');
         const out = [];
-        const english = (t) => /[A-Za-z]/.test(t) && !/[\\u3400-\\u9fff]/.test(t);
+        // Gradio's progress timers ("0.5s") are numbers, not words.
+        const english = (t) => /[A-Za-z]/.test(t) && !/[\\u3400-\\u9fff]/.test(t) && !/^[0-9.]+s$/.test(t);
         const hidden = (el) => !el || el.closest(skip.map((id) => '#' + id).join(',')) ||
                                !(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
         const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
@@ -114,16 +115,18 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
     assert json.loads((data / "config.json").read_text())["localization"] == "zh_CN"
     page.reload()
     expect(page.locator("#txt2img_generate")).to_have_text("生成", timeout=30_000)
-    page.wait_for_timeout(500)  # let the observer translate what Gradio renders after the button
-    assert visible_english(page) == []
-    expect(page.get_by_role("tab", name="设置")).to_be_visible()
-    page.screenshot(path=str(data.parent / "zh_CN.png"), full_page=True)
-    # Back to English for the other tests (and to prove "None" works).
-    page.get_by_role("tab", name="设置").click()
-    pick(page, "setting_localization", "无")  # "None", translated like every option
-    page.locator("#settings_submit").click()
-    expect(page.locator("#settings_result")).to_contain_text("localization", timeout=30_000)
-    page.close()
+    try:
+        page.wait_for_timeout(500)  # let the observer translate what Gradio renders after the button
+        assert visible_english(page) == []
+        expect(page.get_by_role("tab", name="设置")).to_be_visible()
+        page.screenshot(path=str(data.parent / "zh_CN.png"), full_page=True)
+    finally:
+        # Back to English for the other tests, even after a failed check (and to prove "None" works).
+        page.get_by_role("tab", name="设置").click()
+        pick(page, "setting_localization", "无")  # "None", translated like every option
+        page.locator("#settings_submit").click()
+        expect(page.locator("#settings_result")).to_contain_text("localization", timeout=30_000)
+        page.close()
 
 
 def pick(page, elem_id: str, option: str) -> None:
