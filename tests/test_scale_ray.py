@@ -223,7 +223,11 @@ def test_a_checkpoint_swap_applies_to_the_jobs_submitted_after_it(cluster, tiny_
     back = cluster.submit_checkpoint(tiny_sd15.single_file.name)
     last = cluster.submit_txt2img(req(62, save_images=False))
     models = [re.search(r"Model: ([\w-]+)", job.wait(120).infotexts[0]).group(1) for job in (before, after, last)]
-    assert models == ["tiny-sd15", "tiny-sdxl", "tiny-sd15"] and swap.state == back.state == "done"
+    assert models == ["tiny-sd15", "tiny-sdxl", "tiny-sd15"]
+    # The front's own swaps run beside the replicas' jobs: the last image may be back before the front's
+    # swap to tiny-sd15 has finished, so wait for them before checking where the front ended up.
+    swap.wait(120), back.wait(120)
+    assert swap.state == back.state == "done"
     assert cluster.models.current().info.name == tiny_sd15.single_file.name, "the front follows the swaps too"
 
 
