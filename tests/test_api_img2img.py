@@ -57,8 +57,9 @@ def test_img2img_round_trip_infotext_matches_the_request(http):
     assert fields["sampler_name"] == "Euler a" and fields["prompt"] == "a green circle"
     assert info["extra_generation_params"]["Denoising strength"] == "0.5"
     assert body["parameters"]["init_images"] is None and body["parameters"]["denoising_strength"] == 0.5
-    echoed = post(http, include_init_images=True).json()["parameters"]
+    echoed = post(http, include_init_images=True, some_future_field="x" * 1000).json()["parameters"]
     assert echoed["init_images"] and decode(echoed["init_images"][0]).size == (64, 64)
+    assert "some_future_field" not in echoed  # unknown keys (of any size) are not sent back, as in txt2img
 
 
 def test_inpaint_round_trip_keeps_pixels_outside_the_mask(http):

@@ -14,8 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from webui.api import models as m
 from webui.api.errors import ApiError
-from webui.api.txt2img import Plan, plan_request, response_dict
-from webui.jobs import JobFailed
+from webui.api.txt2img import Plan, plan_request
 
 MAX_INIT_IMAGES = 8  # the batch size limit: A1111 refuses more images than the batch holds
 
@@ -59,29 +58,18 @@ def plan_img2img(body: m.Img2ImgRequest, ctx, decode_image) -> Plan:
 
 def echoed_parameters(body: m.Img2ImgRequest) -> dict[str, Any]:
     """The body as A1111 echoes it: without the images unless include_init_images."""
-    parameters = body.model_dump(mode="json")
+    parameters = body.model_dump(mode="json", exclude=set(body.model_extra or {}))  # unknown keys are not echoed
     if not body.include_init_images:
         parameters["init_images"] = None
         parameters["mask"] = None
     return parameters
 
 
-def add_img2img_route(router: APIRouter, ctx, *, decode_image, wait_for, swap_checkpoint) -> None:
+def add_img2img_route(router: APIRouter, ctx, *, decode_image, run_generation) -> None:
     """Register POST /img2img on the /sdapi/v1 router (helpers come from routes.py, so there is one of each)."""
 
     @router.post("/img2img", response_model=m.Img2ImgResponse)
     async def img2img(body: m.Img2ImgRequest, response: Response):
         """Change an image (A1111's img2img; with a mask, inpaint); queued FIFO with every other job."""
         plan = await run_in_threadpool(plan_img2img, body, ctx, decode_image)  # decoding big images takes a while
-        if plan.checkpoint_first:
-            await swap_checkpoint(plan.checkpoint_first)
-        job = ctx.submit_generation(plan.request, source="api")
-        response.headers["X-Job-Id"] = job.id
-        response.headers["X-Job-Seq"] = str(job.seq)
-        try:
-            result = await wait_for(job)
-        except JobFailed as exc:
-            raise ApiError(500, f"generation failed: {exc}", [], headers={"X-Job-Id": job.id}) from None
-        if plan.persist_settings:
-            ctx.settings.update(plan.persist_settings)  # override_settings_restore_afterwards: false
-        return await run_in_threadpool(response_dict, plan, result, job, ctx, echoed_parameters(body))
+        return await run_generation(plan, response, echoed_parameters(body))

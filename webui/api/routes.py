@@ -196,17 +196,15 @@ def build_router(ctx) -> APIRouter:
         except JobFailed as exc:
             raise ApiError.field(422, "sd_model_checkpoint", f"could not load {name}: {exc}") from None
 
-    @router.post("/txt2img", response_model=m.Txt2ImgResponse)
-    async def txt2img(body: m.Txt2ImgRequest, response: Response):
-        """Generate images from a prompt (A1111's txt2img); queued FIFO with the UI's jobs."""
-        plan = plan_txt2img(body, ctx)  # 422 for bad fields and requests over budget (webui/security/budget.py)
+    async def run_generation(plan, response: Response, parameters: dict) -> dict:
+        """Queue a planned txt2img / img2img request and answer in A1111's shape (both routes share it)."""
         if plan.persist_settings and ctx.settings.unsaved_reason:
             raise ApiError(409, f"override_settings_restore_afterwards is false, but settings cannot be saved: "
                                 f"{ctx.settings.unsaved_reason}")
         if plan.checkpoint_first:
             await swap_checkpoint(plan.checkpoint_first)
         try:
-            job = ctx.submit_txt2img(plan.request, source="api")
+            job = ctx.submit_generation(plan.request, source="api")  # refuses requests over budget
         except RequestError as exc:
             raise _request_error(exc) from None
         response.headers["X-Job-Id"] = job.id
@@ -218,12 +216,16 @@ def build_router(ctx) -> APIRouter:
         if plan.persist_settings:
             ctx.settings.update(plan.persist_settings)  # override_settings_restore_afterwards: false
         # PNG encoding of big images takes a while: off the event loop.
-        answer = await run_in_threadpool(response_dict, plan, result, job, ctx)
-        # Echo only what the request type knows: unknown keys (of any size) are not sent back.
-        answer["parameters"] = body.model_dump(mode="json", exclude=set(body.model_extra or {}))
-        return answer
+        return await run_in_threadpool(response_dict, plan, result, job, ctx, parameters)
 
-    add_img2img_route(router, ctx, decode_image=decode_image, wait_for=wait_for, swap_checkpoint=swap_checkpoint)
+    @router.post("/txt2img", response_model=m.Txt2ImgResponse)
+    async def txt2img(body: m.Txt2ImgRequest, response: Response):
+        """Generate images from a prompt (A1111's txt2img); queued FIFO with the UI's jobs."""
+        plan = plan_txt2img(body, ctx)  # 422 for bad fields and requests over budget (webui/security/budget.py)
+        # Echo only what the request type knows: unknown keys (of any size) are not sent back.
+        return await run_generation(plan, response, body.model_dump(mode="json", exclude=set(body.model_extra or {})))
+
+    add_img2img_route(router, ctx, decode_image=decode_image, run_generation=run_generation)
 
     @router.get("/progress", response_model=m.ProgressResponse)
     def progress(skip_current_image: bool = Query(False),
