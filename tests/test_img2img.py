@@ -54,8 +54,9 @@ class StepCounter:
 @pytest.fixture
 def sd15(app_context, tiny_sd15):
     app_context.models.select(str(tiny_sd15.single_file))
+    features = list(app_context.core.features)  # networks, ControlNet, refiner, extensions: shared with later tests
     yield app_context
-    app_context.core.features.clear()
+    app_context.core.features[:] = features
 
 
 def test_a1111_step_counts():

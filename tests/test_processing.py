@@ -51,8 +51,9 @@ class Recorder:
 @pytest.fixture
 def sd15(app_context, tiny_sd15):
     app_context.models.select(str(tiny_sd15.single_file))
+    features = list(app_context.core.features)  # networks, ControlNet, refiner, extensions: shared with later tests
     yield app_context
-    app_context.core.features.clear()
+    app_context.core.features[:] = features
 
 
 def test_feature_seams_run_once_per_job_in_order(sd15):
@@ -81,7 +82,7 @@ def test_context_managers_exit_when_the_job_fails(sd15):
     with pytest.raises(JobFailed, match="feature failed mid-job"):
         sd15.queue.run(req())
     assert recorder.events[-1] == ("exit", "txt2img")
-    sd15.core.features.clear()
+    sd15.core.features.remove(recorder)
     assert len(sd15.queue.run(req()).images) == 1  # the worker keeps serving
 
 
