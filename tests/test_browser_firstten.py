@@ -143,6 +143,9 @@ def test_phone_generate_brings_progress_and_result_into_view(app, browser):
     url, _ = app
     page = open_page(browser, url, PHONE)
     try:
+        # The model status line gets a row of its own, not a column a few characters wide.
+        status = page.locator("#model_status").bounding_box()
+        assert status and status["width"] > 0.7 * PHONE["width"], status
         set_number(page, "txt2img_steps", 1)
         page.locator("#txt2img_generate").click()
         expect(page.locator("#txt2img_gallery")).to_be_in_viewport(timeout=10_000)

@@ -40,8 +40,9 @@ def test_hires_fix_then_extras(browser, tmp_path, tiny_sd15):  # noqa: F811
         # Send the result to Extras and upscale it 2x with a model upscaler.
         page.locator("#txt2img_send_to_extras").click()
         expect(page.locator("#extras_image img")).to_be_visible(timeout=30_000)
-        page.locator("#extras_upscaler_1 input").fill("tiny-compact-2x")
-        page.locator("#extras_upscaler_1 input").press("Enter")
+        page.locator("#extras_upscaler_1 input").click()
+        page.locator("#extras_upscaler_1").get_by_role("option", name="tiny-compact-2x", exact=True).click()
+        expect(page.locator("#extras_upscaler_1 input")).to_have_value("tiny-compact-2x")
         set_number(page, "extras_upscaling_resize", 2)
         page.locator("#extras_generate").click()
         expect(page.locator("#extras_generation_info")).to_contain_text("Postprocess upscaler: tiny-compact-2x",
