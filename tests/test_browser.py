@@ -46,6 +46,10 @@ def test_generate_then_png_info_round_trip(browser, tmp_path, tiny_sd15):
         page.locator("#txt2img_generate").click()
         page.wait_for_selector("#txt2img_gallery img", timeout=120_000)
         expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 4242"), timeout=30_000)
+        # A single result is drawn whole inside the gallery's box (it used to overflow and hide its lower part).
+        gallery = page.locator("#txt2img_gallery").bounding_box()
+        shown = page.locator("#txt2img_gallery img").first.bounding_box()
+        assert shown["y"] + shown["height"] <= gallery["y"] + gallery["height"] + 1, (shown, gallery)
 
         saved = sorted((tmp_path / "data" / "outputs" / "txt2img-images").rglob("*.png"))
         assert [p.name for p in saved] == ["00000-4242.png"]
