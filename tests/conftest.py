@@ -99,3 +99,13 @@ def tiny_controlnet_sdxl(tiny_sdxl, kit_dir):
     from tests.controlnet_kit import build_tiny_controlnet
 
     return build_tiny_controlnet("sdxl", tiny_sdxl.load_pretrained(), kit_dir)
+
+
+@pytest.fixture
+def sd15(app_context, tiny_sd15):
+    """The shared app context with the tiny SD 1.x checkpoint active. Tests may add core features; the
+    context's own (networks, ControlNet, refiner, extensions) are put back after each test."""
+    app_context.models.select(str(tiny_sd15.single_file))
+    features = list(app_context.core.features)
+    yield app_context
+    app_context.core.features[:] = features

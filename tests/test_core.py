@@ -24,12 +24,6 @@ def req(**kw):
     return GenerationRequest(**base)
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
-
-
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE"])
 def test_same_request_twice_same_pixels(sd15, sampler):
     a = sd15.queue.run(req(sampler_name=sampler))

@@ -2,7 +2,6 @@
 from contextlib import contextmanager
 
 import numpy as np
-import pytest
 import torch
 
 from webui.generation import conditioning, guidance, samplers, seeds
@@ -125,12 +124,6 @@ def req(**kw):
                 sampler_name="Euler", save_images=False)
     base.update(kw)
     return GenerationRequest(**base)
-
-
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
 
 
 @contextmanager

@@ -51,14 +51,6 @@ class StepCounter:
         self.calls += 1
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    features = list(app_context.core.features)  # networks, ControlNet, refiner, extensions: shared with later tests
-    yield app_context
-    app_context.core.features[:] = features
-
-
 def test_a1111_step_counts():
     assert img2img.sampling_steps(20, 0.75) == (20, 16)  # t_enc = 15, t_enc + 1 steps
     assert img2img.sampling_steps(20, 1.0) == (20, 20)

@@ -11,12 +11,6 @@ from webui.images import read_infotext
 from webui.ui import img2img_inputs as inputs
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
-
-
 def test_margins_round_the_canvas_to_64():
     assert outpaint._margins((64, 64), 32, ("left", "down")) == (64, 0, 0, 64, 128, 128)
     assert outpaint._margins((100, 60), 16, outpaint.DIRECTIONS) == (46, 46, 34, 34, 192, 128)

@@ -48,14 +48,6 @@ class Recorder:
         return None
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    features = list(app_context.core.features)  # networks, ControlNet, refiner, extensions: shared with later tests
-    yield app_context
-    app_context.core.features[:] = features
-
-
 def test_feature_seams_run_once_per_job_in_order(sd15):
     plain = sd15.queue.run(req())
     recorder = Recorder()

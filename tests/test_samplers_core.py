@@ -19,12 +19,6 @@ def req(**kw):
     return GenerationRequest(**base)
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
-
-
 @pytest.mark.parametrize("sampler", NEW_SAMPLERS)
 def test_new_sampler_runs_and_batch_image_equals_single_run(sd15, sampler):
     batch = sd15.queue.run(req(sampler_name=sampler, batch_size=2))

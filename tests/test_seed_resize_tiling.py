@@ -113,12 +113,6 @@ def _req(**kw):
     return GenerationRequest(**base)
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
-
-
 def test_seed_resize_and_tiling_through_the_core_are_recorded_and_undone(sd15):
     import numpy as np
 

@@ -71,12 +71,6 @@ def test_settings_from_api_args_dicts_and_booleans():
         req(mode="inpaint", mask=box_mask(), soft_inpainting={"mask_blend_power": 99}).validate()
 
 
-@pytest.fixture
-def sd15(app_context, tiny_sd15):
-    app_context.models.select(str(tiny_sd15.single_file))
-    return app_context
-
-
 def test_soft_inpainting_through_the_core(sd15):
     hard = sd15.queue.run(req(mode="inpaint", mask=box_mask(), mask_blur=2, inpaint_full_res=False))
     soft = sd15.queue.run(req(mode="inpaint", mask=box_mask(), mask_blur=2, inpaint_full_res=False,
