@@ -106,6 +106,7 @@ class Tracked:
     key: str
     component: Any
     default: Any  # the value in effect: ui-config's if it fitted, else the code's
+    from_config: bool = False
 
 
 class UiDefaults:
@@ -130,20 +131,22 @@ class UiDefaults:
             if key in keys:  # a second control with the same label: A1111's key names the first
                 continue
             keys.add(key)
+            applied = False
             if self.config.has(key):
                 try:
                     value = fit(component, self.config.value(key))
                     component.value = component.postprocess(value)
+                    applied = True
                 except Unfit as exc:
                     log.warning("%s: %s: %s; using the built-in default", self.config.path, key, exc)
             default = component.value
             if default is None and isinstance(component, gr.Textbox):
                 default = ""  # what the page sends for an empty box
-            self.items.append(Tracked(key, component, default))
+            self.items.append(Tracked(key, component, default, applied))
 
     def from_config(self, component) -> bool:
         """Whether ``component``'s build-time value came from ui-config.json."""
-        return any(item.component is component and self.config.has(item.key) for item in self.items)
+        return any(item.component is component and item.from_config for item in self.items)
 
     def changes(self, values: list) -> list[tuple[str, Any, Any]]:
         """(key, default, shown) for each tracked control whose shown value differs from its default."""
