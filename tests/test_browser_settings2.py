@@ -120,7 +120,14 @@ def test_quicksettings_list_takes_effect_after_reload_and_saves_at_once(app, bro
         quick = page.locator("#setting_quicksettings_list")
         expect(quick).to_contain_text("sd_vae")
         options(url, quicksettings_list=["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"])
+        old = open_page(browser, url)  # open before the reload; it keeps its page
         reload_ui(page)
+        # The other page's events still run its own page's functions (the new page has more controls).
+        set_number(old, "txt2img_steps", 1)
+        old.locator("#txt2img_generate").click()
+        expect(old.locator("#txt2img_gallery img").first).to_be_visible(timeout=60_000)
+        expect(old.locator("#quicksettings #setting_CLIP_stop_at_last_layers")).to_have_count(0)
+        old.close()
 
         expect(page.locator(clip_quick)).to_be_visible()
         expect(page.locator("#setting_sd_model_checkpoint")).to_be_visible()

@@ -4,10 +4,10 @@ Why in-process and not a restart (the Extensions tab's ``restart_soon``): what R
 up (quicksettings_list, ui-config.json defaults, extension UI) is all read while the page is built,
 so a rebuild is enough; the loaded model, the job queue, the API and every open connection stay
 up, and nothing saved (config.json, ui-config.json, outputs) is touched. The new Blocks is put
-in place of the running one with Gradio's own hot-reload swap (the queue is carried over), after
-the jobs queued now have finished, so no running Generate loses its page mid-way. The page that
-pressed the button polls ``config`` until the new build answers, then reloads itself; other open
-pages must be reloaded by hand (as in A1111).
+in place of the running one (``swap_blocks``: Gradio's queue and launch settings carried over) after
+the jobs queued now have finished. The page that pressed the button polls ``config`` until the
+new build answers, then reloads itself; other open pages keep working on the page they have
+until they are reloaded.
 """
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-# Attributes Blocks.launch() sets on the running Blocks that the swap does not carry.
-LAUNCH_STATE = ("auth", "auth_message", "show_error", "height", "width", "favicon_path", "ssl_verify",
+# What Blocks.launch() gave the running Blocks (the server, its queue, limits, theme, page CSS/JS):
+# the new Blocks is never launched, so it takes them over.
+LAUNCH_STATE = ("_queue", "max_file_size", "allowed_paths", "blocked_paths", "pending_streams",
+                "pending_diff_streams", "_stream_run_ids", "theme", "css", "css_paths", "js", "head", "head_paths",
+                "server", "auth", "auth_message", "show_error", "height", "width", "favicon_path", "ssl_verify",
                 "state_session_capacity", "root_path", "run_history", "footer_links", "pwa", "max_threads",
                 "ssr_mode", "server_name", "server_port", "local_url", "share", "share_url", "app", "server_app",
                 "mcp_server", "mcp_error", "enable_monitoring", "protocol", "custom_mount_path", "is_colab",
-                "_node_is_proxy", "node_server_name", "node_port", "node_path", "favicon_path")
+                "_node_is_proxy", "node_server_name", "node_port", "node_path")
 IDLE_WAIT_S = 600  # the longest a reload waits for queued jobs, as the Extensions tab's restart does
 
 
@@ -33,24 +36,25 @@ def new_build_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def _swap(app, new) -> None:
-    from gradio.utils import BaseReloader
+def swap_blocks(app, new) -> None:
+    """Serve ``new`` from Gradio's running ``app``: new page loads get it, open pages keep theirs.
 
-    class Swap(BaseReloader):  # Gradio's reloader without the file watching
-        def __init__(self):
-            pass
-
-        @property
-        def running_app(self):
-            return app
-
+    Gradio looks an event's function up in the page session's own copy of the config, so a page
+    opened before the swap keeps working against the Blocks it was built from (its Generate, its
+    timers) until it is reloaded; only sessions started afterwards see ``new``. Unlike Gradio's
+    hot reload, existing sessions and queued events are therefore left alone.
+    """
     old = app.get_blocks()
     for name in LAUNCH_STATE:
         if hasattr(old, name):
             setattr(new, name, getattr(old, name))
+    new.has_launched = True
+    new.is_running = True
+    new._set_html_css_theme_variables()
     new.transpile_to_js(quiet=True)
-    Swap().swap_blocks(new)
     new.config = new.get_config_file()
+    app.state_holder.set_blocks(new)
+    app.blocks = new
 
 
 class UiReloader:
@@ -96,7 +100,7 @@ class UiReloader:
             deadline = time.monotonic() + IDLE_WAIT_S
             while self.ctx.queue.pending() and time.monotonic() < deadline:
                 time.sleep(0.5)
-            _swap(app, demo)
+            swap_blocks(app, demo)
             log.info("Reload UI: the new page is served")
         except Exception:  # noqa: BLE001
             log.exception("Reload UI: could not put the new page in place; the old one keeps serving")
