@@ -119,7 +119,12 @@ def test_quicksettings_list_takes_effect_after_reload_and_saves_at_once(app, bro
         open_settings(page)
         quick = page.locator("#setting_quicksettings_list")
         expect(quick).to_contain_text("sd_vae")
-        options(url, quicksettings_list=["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"])
+        quick.locator("input").click()
+        quick.locator("input").fill("CLIP_stop")
+        page.get_by_role("option", name="CLIP_stop_at_last_layers").click()
+        page.locator("#settings_submit").click()
+        expect(page.locator("#settings_result")).to_contain_text("The quicksettings list is used after Reload UI")
+        assert options(url)["quicksettings_list"] == ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"]
         old = open_page(browser, url)  # open before the reload; it keeps its page
         reload_ui(page)
         # The other page's events still run its own page's functions (the new page has more controls).

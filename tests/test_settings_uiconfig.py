@@ -35,6 +35,18 @@ def test_save_keeps_other_entries_and_other_writers(tmp_path):
     assert config.value("txt2img/Sampling steps/value") == 33
 
 
+def test_damaged_file_leaves_the_built_in_defaults(tmp_path, caplog):
+    path = tmp_path / "ui-config.json"
+    path.write_text('{"txt2img/Sampling steps/value": 33,')  # cut off mid-write
+    defaults = UiDefaults(UiConfig.load(path))
+    with gr.Blocks():
+        with gr.Tab("txt2img") as tab:
+            steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps")
+        defaults.track("txt2img", tab)
+    assert steps.value == 20 and not defaults.from_config(steps)
+    assert f"{path}: unreadable" in caplog.text
+
+
 def test_fit_checks_type_range_and_choices():
     steps = gr.Slider(1, 150, value=20, step=1, label="Sampling steps")
     cfg = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale")
@@ -104,6 +116,8 @@ def test_quicksettings_keys_checkpoint_first_unknown_and_unsuitable_skipped():
     assert len(problems) == 2 and "'no_such_option' is not a setting" in problems[0]
     settings.values["quicksettings_list"] = []  # the checkpoint picker is never lost
     assert quicksettings_keys(settings)[0] == ["sd_model_checkpoint"]
+    legacy = Settings(path=None, extra={"quicksettings": "sd_model_checkpoint, CLIP_stop_at_last_layers"})
+    assert quicksettings_keys(legacy)[0] == ["sd_model_checkpoint", "CLIP_stop_at_last_layers"]
     offered = quick_candidates(settings)
     assert {"sd_vae", "CLIP_stop_at_last_layers", "samples_save"} <= set(offered)
     assert "quicksettings_list" not in offered

@@ -31,6 +31,9 @@ NOT_QUICK = frozenset({"quicksettings_list", "disabled_extensions", "disable_all
 def quicksettings_keys(settings) -> tuple[list[str], list[str]]:
     """(keys to show, in order, the checkpoint first; problems with the stored list, for the log)."""
     raw = settings.get("quicksettings_list")
+    legacy = settings.extra.get("quicksettings")
+    if "quicksettings_list" not in settings.values and isinstance(legacy, str):
+        raw = [name.strip() for name in legacy.split(",") if name.strip()]  # an A1111 config.json before 1.6
     keys, problems = [CHECKPOINT], []
     for name in raw if isinstance(raw, (list, tuple)) else []:
         if name in keys:
@@ -84,7 +87,7 @@ def _generic_control(ctx, key: str):
 
     settings = ctx.settings
     option = settings.options[key]
-    control = setting_component(option, settings.get(key), scale=1, min_width=160)
+    control = setting_component(option, settings.get(key), scale=2, min_width=240)
     on_page_load(lambda: settings.get(key), None, control)
     return control
 
