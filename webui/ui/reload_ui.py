@@ -92,6 +92,9 @@ class UiReloader:
         threading.Thread(target=self._swap_when_idle, args=(app, built["demo"]), name="reload-ui-swap",
                          daemon=True).start()
         log.info("Reload UI: page rebuilt in %.1f s", built["seconds"])
+        waiting = self.ctx.queue.pending()
+        if waiting:
+            return True, f"Reloading the UI once the {waiting} job(s) in the queue have finished..."
         return True, "Reloading the UI..."
 
     def _swap_when_idle(self, app, demo) -> None:
