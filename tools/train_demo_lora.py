@@ -257,7 +257,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-batch", type=int, default=12)
     p.add_argument("--new-images", type=int, default=480)
     p.add_argument("--known-images", type=int, default=240)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--conv-rank", type=int, default=8)
@@ -266,6 +266,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-train", action="store_true", help="stop after the encoder and dataset stages")
     return p.parse_args(argv)
+
+
+def ship_for_bundled(trained: Path, ship: Path, checkpoint: Path) -> None:
+    """Copy the LoRA, its kohya metadata naming the bundled model it is used with.
+
+    It was trained on the widened copy, whose UNet and text encoder (all a LoRA touches) are the
+    bundled model's bytes; ``ss_sd_model_name`` / hashes must name the file users have, or
+    A1111-style tools would call the LoRA "for another model".
+    """
+    import hashlib
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(trained), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    metadata.update(ss_sd_model_name=checkpoint.name, ss_new_sd_model_hash=digest, ss_sd_model_hash=digest[:10])
+    tmp = ship.with_name(f".{ship.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, ship)
 
 
 def main(argv=None) -> None:
@@ -297,7 +319,7 @@ def main(argv=None) -> None:
     trained = train(args, dataset, copy_path)
     ship = Path(args.ship_dir) / f"{NAME}.safetensors"
     ship.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trained, ship)
+    ship_for_bundled(trained, ship, Path(args.checkpoint))
     print(f"[ship] {ship} ({ship.stat().st_size / 1e6:.2f} MB); all done in {time.time() - started:.0f}s", flush=True)
 
 
