@@ -87,6 +87,11 @@ def test_apply_styles_then_edit_save_and_delete_one(app, browser):  # noqa: F811
         expect(page.locator("#txt2img_edit_style_message")).to_have_text(
             "Deleted style 'Night, dark' from styles.csv.")
         assert "Night" not in (data / "styles.csv").read_text(encoding="utf-8-sig")
+        # ✎ opens the first selected style for editing.
+        pick(page, "txt2img_styles", "Quality")
+        page.locator("#txt2img_styles_edit_button").click()
+        expect(page.locator("#txt2img_edit_style_prompt textarea")).to_have_value("masterpiece, best quality")
+        expect(page.locator("#txt2img_styles_edit_select input")).to_have_value("Quality")
         page.locator("#txt2img_edit_style_close").click()
         expect(page.locator("#txt2img_styles_dialog")).to_be_hidden()
         # img2img had it selected: it is dropped there too, so its next Generate does not fail on it.

@@ -106,16 +106,22 @@ class StyleEditor:
 class PromptTools:
     clear: gr.Button
     apply_styles: gr.Button
-    edit_styles: gr.Button
+    edit_styles: gr.Button | None = None  # beside the Styles list: build_edit_button
     editor: StyleEditor | None = None
 
 
+TOOL = {"size": "sm", "min_width": 40, "elem_classes": ["tool"]}
+
+
 def build_tool_buttons(tab: str) -> PromptTools:
-    """The three icon buttons (call inside the row that holds ↙)."""
-    tool = {"size": "sm", "min_width": 40, "elem_classes": ["tool"]}
-    return PromptTools(gr.Button(CLEAR, elem_id=f"{tab}_clear_prompt", **tool),
-                       gr.Button(APPLY, elem_id=f"{tab}_style_apply", **tool),
-                       gr.Button(EDIT, elem_id=f"{tab}_styles_edit_button", **tool))
+    """Clear and apply styles (call inside the row that holds ↙)."""
+    return PromptTools(gr.Button(CLEAR, elem_id=f"{tab}_clear_prompt", **TOOL),
+                       gr.Button(APPLY, elem_id=f"{tab}_style_apply", **TOOL))
+
+
+def build_edit_button(tab: str) -> gr.Button:
+    """The button that opens the style editor (call beside the Styles list)."""
+    return gr.Button(EDIT, elem_id=f"{tab}_styles_edit_button", scale=0, **TOOL)
 
 
 def build_style_editor(ctx, tab: str) -> StyleEditor:

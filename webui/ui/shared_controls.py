@@ -20,7 +20,8 @@ from webui.jobs import JobFailed
 from webui.training.service import wait_text
 from webui.ui.field_errors import ui_error
 from webui.ui.page_load import mirror_setting
-from webui.ui.prompt_tools import PromptTools, build_style_editor, build_tool_buttons, placeholder, wire_prompt_tools
+from webui.ui.prompt_tools import (PromptTools, build_edit_button, build_style_editor, build_tool_buttons, placeholder,
+                                   wire_prompt_tools)
 
 POLL_SECONDS = 0.25
 
@@ -90,8 +91,10 @@ def build_prompt_row(ctx, tab: str) -> PromptRow:
                 read_params = gr.Button("↙", elem_id=f"{tab}_paste", size="sm", min_width=40,
                                         elem_classes=["tool"])
                 tools = build_tool_buttons(tab)
-            styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
-                                 elem_id=f"{tab}_styles")
+            with gr.Row(elem_id=f"{tab}_styles_row"):  # as A1111: the edit button beside the list
+                styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
+                                     elem_id=f"{tab}_styles", scale=4, min_width=100)
+                tools.edit_styles = build_edit_button(tab)
     tools.editor = build_style_editor(ctx, tab)  # under the row, at its full width
     wire_prompt_tools(ctx, tab, tools, prompt, negative_prompt, styles)
     return PromptRow(prompt, negative_prompt, styles, generate, interrupt, skip, prompt_tokens, negative_tokens,
