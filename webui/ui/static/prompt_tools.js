@@ -11,7 +11,8 @@ function labelPromptTools() {
   for (const tab of ["txt2img", "img2img"]) {
     for (const [id, title] of Object.entries(PROMPT_TOOL_TITLES)) {
       const button = document.getElementById(`${tab}_${id}`);
-      if (button && button.getAttribute("aria-label") !== title) {
+      // Only unlabelled buttons (new, or re-rendered by Gradio): the localization may have translated a label.
+      if (button && !button.hasAttribute("aria-label")) {
         button.title = title;
         button.setAttribute("aria-label", title);
       }
