@@ -90,3 +90,13 @@ def test_notification_file_is_only_that_file(tmp_path):
     (tmp_path / "notification.mp3").rmdir()
     (tmp_path / "notification.mp3").write_bytes(b"ID3")
     assert notification_file(tmp_path) == tmp_path / "notification.mp3"
+
+
+def test_page_load_picks_up_a_hand_edited_file_but_not_its_own_writes(store, monkeypatch):
+    save_style(store, "Night", "at night", "")
+    reads = []
+    monkeypatch.setattr(store, "_read", lambda real=store._read: reads.append(1) or real())
+    assert store.reload_if_changed() is False and reads == []  # its own write: nothing to read
+    store.path.write_bytes(CSV.encode("utf-8") + b"Hand,by hand,\r\n")  # the user edits the file
+    assert store.reload_if_changed() is True
+    assert store.names() == ["Quality", "Warm", "Hand"] and reads == [1]

@@ -61,6 +61,7 @@ class StyleStore:
         self._styles: dict[str, Style] = {}
         # Why the file could not be read, if it could not: then it is never overwritten (hardening).
         self.unreadable: str | None = None
+        self._stamp: tuple | None = None  # the file as last read or written (see reload_if_changed)
         self.reload()
 
     def reload(self) -> None:
@@ -68,6 +69,7 @@ class StyleStore:
         styles: dict[str, Style] = {}
         problem = None
         with self._lock:  # a save running meanwhile must not be undone by an older read
+            stamp = self._file_stamp()
             try:
                 if self.path.exists():
                     styles = self._read()
@@ -77,6 +79,22 @@ class StyleStore:
                 styles = {}
             self._styles = styles
             self.unreadable = problem
+            self._stamp = stamp
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file changed on disk since it was last read or written (edited by hand,
+        copied over from A1111); cheap enough for every page load. True if it reloaded."""
+        if self._file_stamp() == self._stamp:
+            return False
+        self.reload()
+        return True
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     def _read(self) -> dict[str, Style]:
         styles: dict[str, Style] = {}
@@ -153,6 +171,7 @@ class StyleStore:
             # mkstemp makes the file private; keep the old file's mode, or the usual one
             os.chmod(temp_name, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
             os.replace(temp_name, self.path)
+            self._stamp = self._file_stamp()  # our own write is no reason to read the file again
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise

@@ -220,7 +220,7 @@ def wire_prompt_tools(ctx, tab: str, tools: PromptTools, prompt: gr.Textbox, neg
     changed.change(choices, styles, [styles, editor.name], **PRIVATE)
 
     def at_load():
-        store.reload()  # styles.csv edited by hand or by another page since the UI was built
+        store.reload_if_changed()  # styles.csv edited by hand since the UI was built
         return (gr.update(choices=store.names(), value=[]), gr.update(choices=store.names()),
                 gr.update(placeholder=placeholder(_model(ctx))))
 
