@@ -117,9 +117,12 @@ def test_reuse_seed_takes_the_selected_image_and_bad_size_is_refused_in_ui_words
         set_number(page, "txt2img_batch_size", 3)
         page.locator("#txt2img_seed input").fill("100")
         page.locator("#txt2img_generate").click()
-        page.wait_for_function("() => document.querySelectorAll('#txt2img_gallery img').length >= 3",
-                               timeout=120_000)
-        page.locator("#txt2img_gallery img").nth(2).click()
+        # A1111's gallery: the batch's grid first, then the three images.
+        gallery = page.locator("#txt2img_gallery img")
+        expect(gallery).to_have_count(4, timeout=120_000)
+        sizes = gallery.evaluate_all("els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+        assert sizes[0] == [2 * sizes[1][0], 2 * sizes[1][1]] and sizes[1] == sizes[2] == sizes[3], sizes
+        gallery.nth(3).click()  # the third image
         expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 102,.*Batch pos: 2"))
         page.locator("#txt2img_random_seed").click()
         expect(page.locator("#txt2img_seed input")).to_have_value("-1")
@@ -135,6 +138,16 @@ def test_reuse_seed_takes_the_selected_image_and_bad_size_is_refused_in_ui_words
                                    timeout=30_000)
         expect(page.locator("#txt2img_width input[type=number]")).to_have_value("100")
         expect(page.locator("#txt2img_info textarea")).to_have_value(re.compile("Seed: 102,"))
+        # ... and said beside the field itself, inside the Width control, not only above the gallery.
+        beside = page.locator("#txt2img_width")
+        expect(beside).to_contain_text("Width must be a multiple of 8 from 64 to 2048 (the field shows 100).")
+        expect(page.locator("#txt2img_width")).to_have_class(re.compile("field-error"))
+        expect(page.locator("#txt2img_height")).not_to_have_class(re.compile("field-error"))
+        # Fixed and run again: the field's message goes away.
+        page.locator("#txt2img_width input[type=number]").fill("64")
+        page.locator("#txt2img_generate").click()
+        expect(page.locator("#txt2img_width")).not_to_have_class(re.compile("field-error"), timeout=120_000)
+        expect(beside).not_to_contain_text("must be")
     finally:
         page.close()
 
@@ -146,11 +159,56 @@ def test_phone_generate_brings_progress_and_result_into_view(app, browser):
         # The model status line gets a row of its own, not a column a few characters wide.
         status = page.locator("#model_status").bounding_box()
         assert status and status["width"] > 0.7 * PHONE["width"], status
+        # The checkpoint's whole name fits its box (it was cut off under the dropdown arrow).
+        name = page.locator("#setting_sd_model_checkpoint input")
+        expect(name).to_have_value(re.compile(r"tiny-sd15\.safetensors \[[0-9a-f]{10}\]"), timeout=30_000)
+        fits = name.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert fits[0] <= fits[1], fits
+        expect(name).to_have_attribute("title", name.input_value())
         set_number(page, "txt2img_steps", 1)
         page.locator("#txt2img_generate").click()
         expect(page.locator("#txt2img_gallery")).to_be_in_viewport(timeout=10_000)
         page.wait_for_function("() => document.querySelectorAll('#txt2img_gallery img').length >= 1",
                                timeout=120_000)
         expect(page.locator("#txt2img_gallery img").first).to_be_in_viewport()
+    finally:
+        page.close()
+
+
+def test_generate_turns_into_interrupt_and_skip_and_their_results_show(app, browser):
+    """Defect 11 and A1111's buttons: while a job runs, Interrupt / Skip stand where Generate was;
+    Skip keeps the skipped batch's partial image; Interrupt is a note, not an error."""
+    url, _ = app
+    page = open_page(browser, url)
+    generate, interrupt, skip = (page.locator(f"#txt2img_{name}") for name in ("generate", "interrupt", "skip"))
+    try:
+        expect(interrupt).to_be_hidden()
+        expect(skip).to_be_hidden()
+        set_number(page, "txt2img_steps", 150)
+        set_number(page, "txt2img_batch_count", 2)
+        page.locator("#txt2img_seed input").fill("7")
+        generate.click()
+        expect(skip).to_be_visible(timeout=30_000)
+        expect(interrupt).to_be_visible()
+        expect(generate).to_be_hidden()
+        expect(page.locator("#txt2img_progress_html")).to_contain_text("Batch 1 of 2", timeout=60_000)
+        skip.click()
+        expect(generate).to_be_visible(timeout=300_000)
+        expect(skip).to_be_hidden()
+        # Grid, the skipped batch's partial image, the finished one; a note says so (not an error box).
+        expect(page.locator("#txt2img_gallery img")).to_have_count(3)
+        note = page.locator("#txt2img_error_html .note-box")
+        expect(note).to_contain_text("Skipped")
+        expect(page.locator("#txt2img_error_html .error-box")).to_have_count(0)
+
+        set_number(page, "txt2img_batch_count", 3)
+        generate.click()
+        expect(page.locator("#txt2img_progress_html")).to_contain_text("Batch 2 of 3", timeout=300_000)
+        interrupt.click()
+        expect(generate).to_be_visible(timeout=120_000)
+        expect(page.locator("#txt2img_error_html .note-box")).to_contain_text("Interrupted: showing what was finished.")
+        expect(page.locator("#txt2img_error_html .error-box")).to_have_count(0)
+        # Batch 1, the interrupted batch as far as it got (A1111 decodes it too), and their grid first.
+        expect(page.locator("#txt2img_gallery img")).to_have_count(3)
     finally:
         page.close()

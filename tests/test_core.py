@@ -92,8 +92,11 @@ def test_interrupt_stops_within_one_step_and_worker_survives(sd15):
     assert not after.interrupted and len(after.images) == 1
 
 
-def test_skip_drops_the_current_batch_only(sd15):
-    job = sd15.queue.submit(req(steps=5, n_iter=2))
+def test_skip_ends_the_current_batch_early_and_keeps_its_partial_image(sd15):
+    # A1111: Skip stops sampling this batch; its half-denoised image is shown (not saved, unless
+    # "save_incomplete_images"), and the next batch runs in full.
+    full = sd15.queue.run(req(steps=5, n_iter=2))
+    job = sd15.queue.submit(req(steps=5, n_iter=2, save_images=True))
     original_step = job.progress.step
 
     def step(i, latents=None):
@@ -103,7 +106,10 @@ def test_skip_drops_the_current_batch_only(sd15):
 
     job.progress.step = step
     result = job.wait(120)
-    assert len(result.images) == 1 and result.seeds == [1235] and not result.interrupted
+    assert result.seeds == [1234, 1235] and not result.interrupted and result.incomplete == [0]
+    assert not np.array_equal(pixels(result.images[0]), pixels(full.images[0]))  # stopped at step 2 of 5
+    assert np.array_equal(pixels(result.images[1]), pixels(full.images[1]))
+    assert len(result.paths) == 1 and result.paths[0].name.endswith("-1235.png")
 
 
 def test_saved_png_carries_infotext_that_parses_back(sd15):

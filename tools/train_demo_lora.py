@@ -286,6 +286,11 @@ def main(argv=None) -> None:
         widen_encoder(args)
     else:
         print(f"[encoder] {copy_path} already carries the widened encoder", flush=True)
+    # The copy's architecture comes from the demo's weightless config folder (no hub), like the original's.
+    config = Path(args.checkpoint).with_suffix(".config")
+    copy_config = copy_path.with_suffix(".config")
+    if config.is_dir() and not copy_config.exists():
+        shutil.copytree(config, copy_config)
     dataset = write_dataset(args)
     if args.skip_train:
         return

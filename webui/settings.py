@@ -99,7 +99,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("show_progress_every_n_steps", 10, "Live preview every N steps (0: off)", "Live previews", 0, 150),
     Option("live_previews_enable", True, "Show live previews", "Live previews"),
     Option("samples_save", True, "Save every generated image", "Saving images"),
+    Option("save_incomplete_images", False, "Save incomplete images (left by Skip)", "Saving images"),
     Option("grid_save", True, "Save a grid of each batch", "Saving images"),
+    Option("return_grid", True, "Show a grid of the batch first in the gallery", "Saving images"),
     Option("samples_filename_pattern", "[seed]", "File name pattern ([seed], [prompt_words], [model_name], "
            "[sampler], [steps], [cfg], [width], [height], [date])", "Saving images"),
     Option("outdir_txt2img_samples", "outputs/txt2img-images", "txt2img output folder", "Saving images",

@@ -272,6 +272,7 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
 
         info_request = replace(req, seed=seed, subseed=subseed, clip_skip=clip_skip)
         images, all_seeds, all_subseeds, infotexts, all_prompts, all_negatives = [], [], [], [], [], []
+        incomplete: list[int] = []  # images a Skip left half-sampled
         factor = int(getattr(pipe, "vae_scale_factor", 8))
         latent_shape = (pipe.vae.config.latent_channels, req.height // factor, req.width // factor)
         resize_from = ((req.seed_resize_from_h // factor, req.seed_resize_from_w // factor)
@@ -313,8 +314,9 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                                             sample, SamplingPass, batch_hr_plan)
                 decoder = hr.model.pipe
             sampling += time.perf_counter() - t1
-            if progress.skipped and not progress.interrupted:
-                continue  # A1111's Skip: drop this batch, go on with the next
+            # A1111's Skip: this batch's images stay as far as they got (shown, saved only with
+            # "save_incomplete_images"), then the next batch runs.
+            left_partial = progress.skipped and not progress.interrupted
             t2 = time.perf_counter()
             # Image by image (big ones tile by tile), so an interrupt frees the queue (hardening).
             pixels = decode_latents(decoder, latents, lambda: progress.interrupted)
@@ -339,6 +341,8 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
                                                 batch_pos=i))
                 all_prompts.append(planned.prompts[i])
                 all_negatives.append(planned.negative_prompts[i])
+                if left_partial:
+                    incomplete.append(len(images))
                 images.append(image)
                 all_seeds.append(batch_seeds[i])
                 all_subseeds.append(batch_subseeds[i])
@@ -346,25 +350,33 @@ def generate(request: GenerationRequest, ctx: CoreContext, progress: Progress | 
         interrupted = progress.interrupted
         t3 = time.perf_counter()
         paths = save_images(ctx, req, images, infotexts, all_seeds, info.model_name, all_prompts, interrupted,
-                            hooks=p.save_hooks())
+                            hooks=p.save_hooks(), incomplete=incomplete)
         timings["save"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - started
     return GenerationResult(images=images, infotexts=infotexts, seeds=all_seeds, subseeds=all_subseeds,
                             prompts=all_prompts, negative_prompts=all_negatives,
                             timings=timings, request=replace(req, seed=seed, subseed=subseed),
                             interrupted=interrupted, paths=paths, comments=list(p.comments),
-                            extra_images=list(p.extra_images))
+                            extra_images=list(p.extra_images), incomplete=incomplete)
 
 
 def save_images(ctx: CoreContext, req: GenerationRequest, images, infotexts, all_seeds, model_name,
-                prompts: str | list[str], interrupted: bool, hooks=()) -> list[Path]:
+                prompts: str | list[str], interrupted: bool, hooks=(), incomplete=()) -> list[Path]:
     """Save samples (and a grid for batches) when the settings and the request ask for it.
 
     ``prompts``: one per image (or one for all) for file names; ``hooks``: ``p.save_hooks()`` pairs
-    (extensions' before/after save) run around every sample.
+    (extensions' before/after save) run around every sample; ``incomplete``: indexes of images a
+    Skip left half-sampled, saved only with the "save_incomplete_images" setting (as A1111).
     """
     if not images or interrupted or not req.save_images or not setting(req, ctx.settings, "samples_save"):
         return []  # A1111 does not save incomplete images by default
+    if incomplete and not setting(req, ctx.settings, "save_incomplete_images"):
+        keep = [i for i in range(len(images)) if i not in set(incomplete)]
+        images, infotexts, all_seeds = ([seq[i] for i in keep] for seq in (images, infotexts, all_seeds))
+        if not isinstance(prompts, str):
+            prompts = [prompts[i] for i in keep]
+        if not images:
+            return []
     write_info = setting(req, ctx.settings, "enable_pnginfo")
     folder = _output_folder(ctx, req, grids=False)
     pattern = setting(req, ctx.settings, "samples_filename_pattern")

@@ -230,6 +230,9 @@ class GenerationResult:
     paths: list[Path] = field(default_factory=list)  # saved PNGs (empty when not saved)
     comments: list[str] = field(default_factory=list)  # notes for the user (A1111's p.comment): networks not found, an empty mask ran as img2img
     extra_images: list[Image.Image] = field(default_factory=list)  # from features: ControlNet's detected maps
+    # Indexes into ``images`` of partial images a Skip left (A1111 shows them; saved only with
+    # the "save_incomplete_images" setting).
+    incomplete: list[int] = field(default_factory=list)
 
 
 def _copy(value: Any) -> Any:

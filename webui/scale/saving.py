@@ -13,4 +13,4 @@ def save_result(ctx: generation_core.CoreContext, result: GenerationResult, mode
         return []
     prompt = result.prompts[0] if result.prompts else result.request.prompt
     return generation_core.save_images(ctx, result.request, result.images, result.infotexts, result.seeds,
-                                       model_name, prompt, result.interrupted)
+                                       model_name, prompt, result.interrupted, incomplete=result.incomplete)

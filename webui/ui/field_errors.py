@@ -28,10 +28,36 @@ def field_message(name: str, message: str, component=None, value: Any = None) ->
     return f"{label}: {message}"
 
 
+def field_messages(exc: Exception, components: dict[str, Any], values: dict[str, Any] | None = None) -> dict[str, str]:
+    """Field name -> its error in UI words ({} for an error that is not about fields)."""
+    if not isinstance(exc, RequestError):
+        return {}
+    values = values or {}
+    messages: dict[str, str] = {}
+    for e in exc.errors:
+        text = field_message(e.field, e.message, components.get(e.field), values.get(e.field))
+        messages[e.field] = f"{messages[e.field]} {text}" if e.field in messages else text
+    return messages
+
+
 def ui_error(exc: Exception, components: dict[str, Any], values: dict[str, Any] | None = None) -> str:
     """The text of ``exc`` for the page: RequestError field by field in UI words, others as they are."""
     if not isinstance(exc, RequestError):
         return str(exc)
-    values = values or {}
-    return " ".join(field_message(e.field, e.message, components.get(e.field), values.get(e.field))
-                    for e in exc.errors)
+    return " ".join(field_messages(exc, components, values).values())
+
+
+def mark_fields(components: dict[str, Any], errors: dict[str, str]) -> list:
+    """Updates that put each field's error beside it (the field's info line, in red) and clear the rest.
+
+    The error box above the gallery says it too, but on a long form the user looks at the field.
+    """
+    updates = []
+    for name, component in components.items():
+        base_classes = list(getattr(component, "elem_classes", None) or [])
+        if name in errors:
+            updates.append(gr.update(info=errors[name], elem_classes=[*base_classes, "field-error"]))
+        else:
+            # "" not None: Gradio drops None from an update, which would leave the old message up.
+            updates.append(gr.update(info=getattr(component, "info", None) or "", elem_classes=base_classes))
+    return updates

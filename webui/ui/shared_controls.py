@@ -16,9 +16,10 @@ import gradio as gr
 from webui.generation import samplers
 from webui.generation.conditioning import count_tokens
 from webui.generation.request import GenerationRequest, RequestError
+from webui.images import image_grid
 from webui.jobs import JobFailed
 from webui.training.service import wait_text
-from webui.ui.field_errors import ui_error
+from webui.ui.field_errors import field_messages, mark_fields, ui_error
 from webui.ui.page_load import mirror_setting
 from webui.ui.prompt_tools import (PromptTools, build_edit_button, build_style_editor, build_tool_buttons, placeholder,
                                    wire_prompt_tools)
@@ -203,7 +204,7 @@ def build_output(tab: str) -> OutputPanel:
 def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
     """Submit requests one after another to the shared queue; yield OutputPanel updates while they run."""
     images, infotexts, seeds, notes, extra = [], [], [], [], []
-    interrupted = False
+    interrupted = skipped = False
     keep = gr.update()
     total = None
     try:
@@ -243,14 +244,29 @@ def run_jobs(ctx, tab: str, requests: Iterable[GenerationRequest]):
         infotexts += result.infotexts
         seeds += result.seeds
         notes += [c for c in result.comments if c not in notes]
+        skipped = skipped or bool(result.incomplete)
         if result.interrupted:
             interrupted = True
             break
     message = comments_html(notes, tab)  # what the core said of the job (networks not found, skipped LoRAs, ...)
     if interrupted:
         message += note_html("Interrupted: showing what was finished.", tab)
+    elif skipped:
+        message += note_html("Skipped: the skipped batch shows as far as it got (not saved).", tab)
+    images, infotexts, seeds = with_grid(ctx, images, infotexts, seeds)
     yield ("", gr.update(visible=False), list(images) + extra, infotexts[0] if infotexts else "", message, infotexts, seeds,
            list(images), 0)
+
+
+def with_grid(ctx, images: list, infotexts: list, seeds: list) -> tuple[list, list, list]:
+    """A1111's gallery: a batch of same-size images comes with its grid first ("return_grid").
+
+    The grid takes the first image's infotext and seed, so ♻, the info box and Send to stay
+    index-aligned with the gallery (the grid itself is what Send to sends when it is selected).
+    """
+    if len(images) < 2 or not ctx.settings.get("return_grid") or len({im.size for im in images}) != 1:
+        return images, infotexts, seeds
+    return [image_grid(images), *images], infotexts[:1] + infotexts, seeds[:1] + seeds
 
 
 def wire_common(ctx, tab: str, row: PromptRow, controls: SamplingControls, output: OutputPanel,
@@ -260,18 +276,30 @@ def wire_common(ctx, tab: str, row: PromptRow, controls: SamplingControls, outpu
 
     fields = {"prompt": row.prompt, "negative_prompt": row.negative_prompt, **controls.field_map()}
 
+    marked = {name: c for name, c in fields.items() if c in inputs}  # fields that can show their own error
+    field_errors = gr.State({})  # field name -> message of the last Generate, put beside the field after it
+
     def run(*values):
-        shown = {name: values[inputs.index(c)] for name, c in fields.items() if c in inputs}
+        shown = {name: values[inputs.index(c)] for name, c in marked.items()}
         try:
             requests = make_requests(*values)
-            yield from run_jobs(ctx, tab, requests)
+            for update in run_jobs(ctx, tab, requests):
+                yield *update, {}
         except (RequestError, ValueError) as exc:
             keep = gr.update()
             yield "", gr.update(visible=False), keep, keep, error_html(ui_error(exc, fields, shown), tab), keep, \
-                keep, keep, keep
+                keep, keep, keep, field_messages(exc, marked, shown)
 
-    row.generate.click(run, inputs=inputs, outputs=output.outputs(), concurrency_limit=None, show_progress="hidden",
-                       api_visibility="private")
+    # A1111: while a job runs, Interrupt and Skip stand where Generate was. Hidden when idle (set here,
+    # before the page config is built, so the prompt row's layout code stays about layout).
+    toggles = [row.generate, row.interrupt, row.skip]
+    row.interrupt.visible = row.skip.visible = False
+    running = (gr.update(visible=False), gr.update(visible=True), gr.update(visible=True))
+    idle = (gr.update(visible=True), gr.update(visible=False), gr.update(visible=False))
+    row.generate.click(lambda: running, None, toggles, **private).then(
+        run, inputs=inputs, outputs=[*output.outputs(), field_errors], concurrency_limit=None, show_progress="hidden",
+        api_visibility="private").then(
+        lambda errors: (*idle, *mark_fields(marked, errors)), field_errors, [*toggles, *marked.values()], **private)
     row.interrupt.click(lambda: ctx.queue.interrupt() and None, None, None, **private)
     row.skip.click(lambda: ctx.queue.skip() and None, None, None, **private)
     buttons = controls.buttons

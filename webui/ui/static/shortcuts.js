@@ -26,6 +26,10 @@ const ICON_TITLES = {
   img2img_paste: "Read generation parameters from prompt into user interface",
 };
 function labelIcons() {
+  // A name too long for its box (a phone, a long checkpoint file name) is readable on hover / long press.
+  for (const input of document.querySelectorAll("#quicksettings input[role=combobox]")) {
+    if (input.title !== input.value) input.title = input.value;
+  }
   for (const [id, title] of Object.entries(ICON_TITLES)) {
     const button = document.getElementById(id);
     if (button && button.getAttribute("aria-label") !== title) {
