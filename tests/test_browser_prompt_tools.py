@@ -62,8 +62,7 @@ def test_apply_styles_then_edit_save_and_delete_one(app, browser):  # noqa: F811
         expect(page.locator("#txt2img_edit_style_neg_prompt textarea")).to_have_value("blurry, lowres, cartoon")
         page.locator("#txt2img_edit_style_prompt textarea").fill("{prompt}, at night")
         name = page.locator("#txt2img_styles_edit_select input")
-        name.fill("Night, dark")
-        name.press("Enter")
+        name.fill("Night, dark")  # a new name, typed and saved straight away (no Enter)
         page.locator("#txt2img_edit_style_save").click()
         expect(page.locator("#txt2img_edit_style_message")).to_have_text("Saved style 'Night, dark' to styles.csv.")
         text = (data / "styles.csv").read_bytes().decode("utf-8-sig")  # as written: CSV's \r\n kept
