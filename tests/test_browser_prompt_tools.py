@@ -157,6 +157,18 @@ def test_ctrl_up_and_down_edit_attention(app, browser):  # noqa: F811
         page.keyboard.press("Control+ArrowDown")
         expect(page.locator(negative)).to_have_value("ugly, (blurry photo:0.9)")
         assert _selected(page, negative) == "blurry photo"
+
+        # The rule itself, case by case (the page's editAttention: text, selection, up -> text, selection).
+        cases = [("a red circle", 9, 9, True, "a red (circle:1.1)", "circle"),
+                 ("(red:1.9)", 2, 2, True, "(red:2.0)", "red"),  # no 1.9000000000000001
+                 ("(red:0.1)", 2, 2, False, "(red:0.0)", "red"),
+                 ("a  blurry  b", 2, 10, False, "a  (blurry:0.9)  b", "blurry"),  # spaces around a selection trimmed
+                 ("a <lora:shapes:0.8> b", 10, 10, True, "a <lora:shapes:0.85> b", "lora:shapes"),  # its own step
+                 ("a <lora:shapes> b", 10, 10, True, None, None),  # no weight to change
+                 ("a ,  b", 4, 4, True, None, None)]  # nothing under the cursor
+        for text, start, end, up, want, selected in cases:
+            got = page.evaluate("([t, s, e, up]) => editAttention(t, s, e, up)", [text, start, end, up])
+            assert (got and [got["text"], got["text"][got["start"]:got["end"]]]) == (want and [want, selected]), text
     finally:
         page.close()
 
