@@ -82,6 +82,10 @@ class Option:
                 raise SettingsError(f"{self.key}: expected text, got {_show(value)}")
             if not is_valid_text(value):  # a lone surrogate cannot be written to config.json (UTF-8)
                 raise SettingsError(f"{self.key}: contains invalid Unicode (a lone surrogate or a NUL character)")
+        elif kind in (list, tuple):  # e.g. quicksettings_list: a list of names, kept as a list
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and is_valid_text(v) for v in value):
+                raise SettingsError(f"{self.key}: expected a list of names, got {_show(value)}")
+            return list(value)
         if self.choices is not None and value not in self.choices:
             raise SettingsError(f"{self.key}: {_show(value)} is not one of {', '.join(map(str, self.choices))}")
         return value
@@ -94,6 +98,11 @@ OPTIONS: tuple[Option, ...] = (
            "Stable Diffusion", 0.05, 0.9),
     Option("sd_vae", "Automatic", "VAE", "Stable Diffusion"),
     Option("CLIP_stop_at_last_layers", 1, "Clip skip", "Stable Diffusion", 1, 12),
+    # A1111's default is the checkpoint only; the VAE picker has always been in our header, so it stays.
+    # A tuple: the default is shared by every Settings instance and must not be mutated.
+    Option("quicksettings_list", ("sd_model_checkpoint", "sd_vae"),
+           "Quicksettings list (settings shown at the top of the page instead of here; requires Reload UI)",
+           "User interface"),
     Option("comma_padding_backtrack", 20, "Prompt chunk: break at a comma this many tokens from the end",
            "Stable Diffusion", 0, 74),
     Option("show_progress_every_n_steps", 10, "Live preview every N steps (0: off)", "Live previews", 0, 150),

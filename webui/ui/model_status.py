@@ -18,9 +18,12 @@ IDLE_TICK = 3.0  # a swap from another tab or the API shows within this
 
 
 def attach_model_status(demo: gr.Blocks, ctx, checkpoint: gr.Dropdown, status: gr.Markdown, width: gr.Slider,
-                        height: gr.Slider, model_line: Callable) -> None:
-    """Wire the refresh into ``demo`` while it is being built (call inside its ``gr.Blocks``)."""
-    built_while_loading = ctx.loading
+                        height: gr.Slider, model_line: Callable, keep_size: bool = False) -> None:
+    """Wire the refresh into ``demo`` while it is being built (call inside its ``gr.Blocks``).
+
+    ``keep_size``: the sliders' build-time size is the user's (ui-config.json), not a placeholder.
+    """
+    built_while_loading = ctx.loading and not keep_size
     built_size = (int(width.value), int(height.value))
 
     def refresh(w, h):

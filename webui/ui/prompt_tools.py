@@ -221,7 +221,10 @@ def wire_prompt_tools(ctx, tab: str, tools: PromptTools, prompt: gr.Textbox, neg
 
     def at_load():
         store.reload_if_changed()  # styles.csv edited by hand since the UI was built
-        return (gr.update(choices=store.names(), value=[]), gr.update(choices=store.names()),
+        names = store.names()
+        # The build's selection (empty, or the user's Defaults from ui-config.json) less styles deleted since.
+        selected = [name for name in styles.value or [] if name in names]
+        return (gr.update(choices=names, value=selected), gr.update(choices=names),
                 gr.update(placeholder=placeholder(_model(ctx))))
 
     on_page_load(at_load, None, [styles, editor.name, prompt])
