@@ -28,6 +28,23 @@ class Style:
     negative_prompt: str = ""
 
 
+def check_style_name(name: str | None) -> str:
+    """The name a style is saved under (surrounding spaces dropped), or ValueError saying what is wrong.
+
+    Refused: an empty name (the row would be skipped when read back), one starting with "#" (A1111
+    reads such rows as comments) and line breaks or other control characters (the Styles list
+    shows one line per style).
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("A style needs a name: type one in the Style box.")
+    if name.startswith("#"):
+        raise ValueError(f"A style name cannot start with '#' (styles.csv reads such rows as comments): {name!r}.")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise ValueError(f"A style name must be one line without control characters: {name!r}.")
+    return name
+
+
 def merge_style(style_text: str, prompt: str) -> str:
     """A1111's rule: substitute at ``{prompt}`` if present, else join with ", " (skipping empty sides)."""
     if PROMPT_PLACEHOLDER in style_text:
@@ -44,22 +61,40 @@ class StyleStore:
         self._styles: dict[str, Style] = {}
         # Why the file could not be read, if it could not: then it is never overwritten (hardening).
         self.unreadable: str | None = None
+        self._stamp: tuple | None = None  # the file as last read or written (see reload_if_changed)
         self.reload()
 
     def reload(self) -> None:
         """Read the file again (a missing file means no styles; a damaged one, none and a warning)."""
         styles: dict[str, Style] = {}
         problem = None
-        try:
-            if self.path.exists():
-                styles = self._read()
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            problem = f"{self.path}: unreadable ({exc}); no styles are loaded, the file is left as it is"
-            log.warning(problem)
-            styles = {}
-        with self._lock:
+        with self._lock:  # a save running meanwhile must not be undone by an older read
+            stamp = self._file_stamp()
+            try:
+                if self.path.exists():
+                    styles = self._read()
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                problem = f"{self.path}: unreadable ({exc}); no styles are loaded, the file is left as it is"
+                log.warning(problem)
+                styles = {}
             self._styles = styles
             self.unreadable = problem
+            self._stamp = stamp
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file changed on disk since it was last read or written (edited by hand,
+        copied over from A1111); cheap enough for every page load. True if it reloaded."""
+        if self._file_stamp() == self._stamp:
+            return False
+        self.reload()
+        return True
+
+    def _file_stamp(self) -> tuple | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
     def _read(self) -> dict[str, Style]:
         styles: dict[str, Style] = {}
@@ -94,9 +129,10 @@ class StyleStore:
         return name in self._styles
 
     def put(self, style: Style) -> None:
-        """Add or replace a style and save the file."""
-        if not style.name.strip():
-            raise ValueError("a style needs a name")
+        """Add or replace a style and save the file (the name checked by ``check_style_name``)."""
+        name = check_style_name(style.name)
+        if name != style.name:
+            style = Style(name, style.prompt, style.negative_prompt)
         with self._lock:
             styles = {**self._styles, style.name: style}
             self._write(styles)
@@ -106,7 +142,7 @@ class StyleStore:
         """Remove a style and save the file; unknown names raise ValueError."""
         with self._lock:
             if name not in self._styles:
-                raise ValueError(f"unknown style: {name}")
+                raise ValueError(f"unknown style: {name}" if name else "Pick the style to delete first.")
             styles = {key: value for key, value in self._styles.items() if key != name}
             self._write(styles)
             self._styles = styles
@@ -135,6 +171,7 @@ class StyleStore:
             # mkstemp makes the file private; keep the old file's mode, or the usual one
             os.chmod(temp_name, self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644)
             os.replace(temp_name, self.path)
+            self._stamp = self._file_stamp()  # our own write is no reason to read the file again
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
@@ -156,3 +193,20 @@ def apply_styles(prompt: str, negative: str, style_names: list[str], store: Styl
         prompt = merge_style(style.prompt, prompt)
         negative = merge_style(style.negative_prompt, negative)
     return prompt, negative
+
+
+def apply_known_styles(prompt: str, negative: str, style_names: list[str],
+                       store: StyleStore) -> tuple[str, str, list[str]]:
+    """``apply_styles`` for the UI's apply button: styles deleted meanwhile are skipped and returned.
+
+    A1111 skips unknown names silently; the page names them instead, and still applies the rest.
+    """
+    unknown = []
+    for name in style_names:
+        style = store.get(name)  # one lookup: the store may change meanwhile
+        if style is None:
+            unknown.append(name)
+            continue
+        prompt = merge_style(style.prompt, prompt)
+        negative = merge_style(style.negative_prompt, negative)
+    return prompt, negative, unknown

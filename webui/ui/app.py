@@ -31,7 +31,8 @@ def launch_kwargs() -> dict:
                    + (STATIC / "extensions.css").read_text(encoding="utf-8"),
             # extensions.js first: A1111's JS helpers and the localization must exist before extension JS.
             "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
-                            for name in ("extensions.js", "shortcuts.js", "pose_editor.js", "settings.js"))
+                            for name in ("extensions.js", "shortcuts.js", "pose_editor.js", "settings.js",
+                                         "prompt_tools.js"))
                     + f"<style>{(STATIC / 'page.css').read_text(encoding='utf-8')}</style>",
             "footer_links": ["api", "gradio"]}
 

@@ -21,6 +21,8 @@ from webui.jobs import JobFailed
 from webui.training.service import wait_text
 from webui.ui.field_errors import field_messages, mark_fields, ui_error
 from webui.ui.page_load import mirror_setting
+from webui.ui.prompt_tools import (PromptTools, build_edit_button, build_style_editor, build_tool_buttons, placeholder,
+                                   wire_prompt_tools)
 
 POLL_SECONDS = 0.25
 
@@ -69,14 +71,15 @@ class PromptRow:
     prompt_tokens: gr.HTML
     negative_tokens: gr.HTML
     read_params: gr.Button | None = None  # ↙, wired by the tab with its paste map (webui/ui/read_params.py)
+    tools: PromptTools | None = None  # clear, apply / edit styles and the style editor (webui/ui/prompt_tools.py)
 
 
 def build_prompt_row(ctx, tab: str) -> PromptRow:
-    """Prompt, negative prompt with token counters; Generate / Interrupt / Skip; styles."""
+    """Prompt, negative prompt with token counters; Generate / Interrupt / Skip; ↙ and the prompt tools; styles."""
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6):
             prompt = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
-                                placeholder="Prompt (press Ctrl+Enter to generate)")
+                                placeholder=placeholder(None))  # the loaded model's, from page load on
             prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter", elem_classes=["token-counter"])
             negative_prompt = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
             negative_tokens = gr.HTML("0/75", elem_id=f"{tab}_negative_token_counter", elem_classes=["token-counter"])
@@ -85,13 +88,18 @@ def build_prompt_row(ctx, tab: str) -> PromptRow:
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm")
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm")
-            with gr.Row():
+            with gr.Row(elem_id=f"{tab}_tools"):
                 read_params = gr.Button("↙", elem_id=f"{tab}_paste", size="sm", min_width=40,
                                         elem_classes=["tool"])
-            styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
-                                 elem_id=f"{tab}_styles")
+                tools = build_tool_buttons(tab)
+            with gr.Row(elem_id=f"{tab}_styles_row"):  # as A1111: the edit button beside the list
+                styles = gr.Dropdown(label="Styles", choices=ctx.styles.names(), multiselect=True, value=[],
+                                     elem_id=f"{tab}_styles", scale=4, min_width=100)
+                tools.edit_styles = build_edit_button(tab)
+    tools.editor = build_style_editor(ctx, tab)  # under the row, at its full width
+    wire_prompt_tools(ctx, tab, tools, prompt, negative_prompt, styles)
     return PromptRow(prompt, negative_prompt, styles, generate, interrupt, skip, prompt_tokens, negative_tokens,
-                     read_params)
+                     read_params, tools)
 
 
 @dataclass
