@@ -103,6 +103,11 @@ def test_header_shows_the_checkpoint_and_vae_of_now(app, browser):
         expect(page.get_by_role("button", name="Set seed to -1, which will cause a new random number to be used "
                                                "every time").first).to_have_text("⚄")
         expect(page.locator("#txt2img_reuse_seed")).to_have_attribute("title", "Reuse seed from the selected image")
+        # The user's own pick swaps (the page's own refreshes of the dropdown must not).
+        page.locator("#setting_sd_model_checkpoint input").click()
+        page.get_by_role("option", name=re.compile("tiny-sd15")).click()
+        expect(page.locator("#model_status")).to_contain_text("tiny-sd15", timeout=60_000)
+        assert "tiny-sd15" in options(url)["sd_model_checkpoint"]
         page.close()
     finally:
         sd15 = next(t for t in titles if "tiny-sd15" in t)

@@ -256,6 +256,7 @@ def build_vae_quicksetting(ctx) -> gr.Dropdown:
 
     # A VAE chosen in another tab or through the API since start: show it (and the folder's files) on open.
     on_page_load(lambda: gr.update(choices=vaes.choices(), value=ctx.settings.get("sd_vae")), None, dropdown)
-    dropdown.change(change, dropdown, dropdown, show_progress="full", api_visibility="private")
+    # .select: only the user's pick swaps (once); the page-load refresh above must not re-select a stale VAE.
+    dropdown.select(change, dropdown, dropdown, show_progress="full", api_visibility="private")
     refresh.click(rescan, None, dropdown, show_progress="hidden", api_visibility="private")
     return dropdown
