@@ -181,8 +181,9 @@ def test_phone_generate_brings_progress_and_result_into_view(app, browser):
 
 
 def test_generate_turns_into_interrupt_and_skip_and_their_results_show(app, browser):
-    """Defect 11 and A1111's buttons: while a job runs, Interrupt / Skip stand where Generate was;
-    Skip keeps the skipped batch's partial image; Interrupt is a note, not an error."""
+    """Defect 11 and A1111's buttons: while a job runs, Interrupt / Skip stand where Generate was
+    (Alt+Enter and Esc press them); Skip keeps the skipped batch's partial image; Interrupt is a
+    note, not an error."""
     url, _ = app
     page = open_page(browser, url)
     generate, interrupt, skip = (page.locator(f"#txt2img_{name}") for name in ("generate", "interrupt", "skip"))
@@ -197,7 +198,7 @@ def test_generate_turns_into_interrupt_and_skip_and_their_results_show(app, brow
         expect(interrupt).to_be_visible()
         expect(generate).to_be_hidden()
         expect(page.locator("#txt2img_progress_html")).to_contain_text("Batch 1 of 2", timeout=60_000)
-        skip.click()
+        page.keyboard.press("Alt+Enter")  # A1111's key for Skip
         expect(generate).to_be_visible(timeout=300_000)
         expect(skip).to_be_hidden()
         # Grid, the skipped batch's partial image, the finished one; a note says so (not an error box).
@@ -209,7 +210,7 @@ def test_generate_turns_into_interrupt_and_skip_and_their_results_show(app, brow
         set_number(page, "txt2img_batch_count", 3)
         generate.click()
         expect(page.locator("#txt2img_progress_html")).to_contain_text("Batch 2 of 3", timeout=300_000)
-        interrupt.click()
+        page.keyboard.press("Escape")  # A1111's key for Interrupt
         expect(generate).to_be_visible(timeout=120_000)
         expect(page.locator("#txt2img_error_html .note-box")).to_contain_text("Interrupted: showing what was finished.")
         expect(page.locator("#txt2img_error_html .error-box")).to_have_count(0)

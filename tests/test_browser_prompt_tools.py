@@ -180,7 +180,7 @@ def test_placeholder_says_what_the_model_draws(app, browser):  # noqa: F811
     titles = [m["title"] for m in httpx.get(f"{url}/sdapi/v1/sd-models", timeout=30).json()]
     try:
         # Only the shortcut static/shortcuts.js really has (no Alt+Enter or Esc yet).
-        expect(prompt).to_have_attribute("placeholder", "Prompt (press Ctrl+Enter to generate)")
+        expect(prompt).to_have_attribute("placeholder", "Prompt (press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)")
         options(url, sd_model_checkpoint=next(t for t in titles if t.startswith("demo-shapes")))
         # The open page follows the swap, and a page opened after it shows it from the start.
         expect(prompt).to_have_attribute("placeholder", re.compile('e.g. "a red circle on a blue background"'),

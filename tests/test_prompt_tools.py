@@ -68,10 +68,10 @@ def _model(bundled: bool, name: str):
 
 def test_placeholder_suggests_the_demo_models_prompts():
     text = placeholder(_model(True, "demo-shapes"))
-    assert text.startswith("Prompt (press Ctrl+Enter to generate). The demo model draws one shape")
+    assert text.startswith("Prompt (press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt). The demo model draws one shape")
     assert '"a red circle on a blue background"' in text and "circle, square, triangle" in text
-    assert placeholder(_model(False, "demo-shapes-copy")) == "Prompt (press Ctrl+Enter to generate)"
-    assert placeholder(None) == "Prompt (press Ctrl+Enter to generate)"
+    assert placeholder(_model(False, "demo-shapes-copy")) == "Prompt (press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)"
+    assert placeholder(None) == "Prompt (press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt)"
 
 
 def test_placeholder_names_exactly_the_shortcuts_the_page_has():

@@ -22,7 +22,7 @@ from webui.ui.page_load import on_page_load
 # A1111: 🗑️ clear, 📋 apply styles, 🖌️ edit styles; titles in static/prompt_tools.js (A1111's tooltips).
 CLEAR, APPLY, EDIT = "⌫", "❐", "✎"
 NOTIFICATION = "notification.mp3"  # A1111's rule: played when a job finishes, if the file exists
-SHORTCUTS = "press Ctrl+Enter to generate"  # only what static/shortcuts.js does (tests/test_prompt_tools.py checks)
+SHORTCUTS = "press Ctrl+Enter to generate, Alt+Enter to skip, Esc to interrupt"  # only what static/shortcuts.js does (tests/test_prompt_tools.py checks)
 PRIVATE = {"show_progress": "hidden", "api_visibility": "private"}
 
 # A1111's confirm_clear_prompt: nothing is lost to a stray click.

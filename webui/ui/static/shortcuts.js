@@ -1,9 +1,18 @@
-// Ctrl+Enter (or Cmd+Enter) generates from anywhere on the txt2img or img2img tab, as in A1111.
+// A1111's keys, from anywhere on the txt2img or img2img tab: Ctrl+Enter (or Cmd+Enter) generates,
+// Alt+Enter skips and Esc interrupts the running job. Each clicks the button the page shows for it,
+// so a key does nothing a click could not (Interrupt / Skip show only while a job runs).
+function shortcutTarget(event) {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) return "generate";
+  if (event.key === "Enter" && event.altKey) return "skip";
+  if (event.key === "Escape") return "interrupt";
+  return null;
+}
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-  for (const id of ["#txt2img_generate", "#img2img_generate"]) {
-    const button = document.querySelector(id);
-    if (button && button.offsetParent !== null) {  // only the tab on screen
+  const action = shortcutTarget(event);
+  if (!action) return;
+  for (const tab of ["txt2img", "img2img"]) {
+    const button = document.getElementById(`${tab}_${action}`);
+    if (button && button.offsetParent !== null) {  // only the tab on screen, only while it is shown
       event.preventDefault();
       button.click();
       return;
