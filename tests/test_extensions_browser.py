@@ -119,6 +119,11 @@ def test_switch_localization_to_zh_cn(server, browser):  # noqa: F811
         page.wait_for_timeout(500)  # let the observer translate what Gradio renders after the button
         assert visible_english(page) == []
         expect(page.get_by_role("tab", name="设置")).to_be_visible()
+        # Icon tooltips are translated too, and stay so when the page changes afterwards.
+        page.locator("#txt2img_extra").get_by_text("Extra").or_(page.locator("#txt2img_extra button").first).first.click()
+        page.wait_for_timeout(300)
+        expect(page.locator("#txt2img_reuse_seed")).to_have_attribute("title", "重用所选图像的种子")
+        expect(page.locator("#txt2img_reuse_seed")).to_have_attribute("aria-label", "重用所选图像的种子")
         page.screenshot(path=str(data.parent / "zh_CN.png"), full_page=True)
     finally:
         # Back to English for the other tests, even after a failed check (and to prove "None" works).

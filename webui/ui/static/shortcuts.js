@@ -41,7 +41,9 @@ function labelIcons() {
   }
   for (const [id, title] of Object.entries(ICON_TITLES)) {
     const button = document.getElementById(id);
-    if (button && button.getAttribute("aria-label") !== title) {
+    // Once per element: a localization pack translates the title afterwards, which must stay.
+    if (button && !button.dataset.iconTitled) {
+      button.dataset.iconTitled = "1";
       button.title = title;
       button.setAttribute("aria-label", title);
     }
