@@ -135,3 +135,22 @@ def test_quicksettings_list_option_is_checked_and_read_from_config(tmp_path):
     loaded = Settings.load(tmp_path / "config.json")
     assert list(loaded.get("quicksettings_list")) == ["sd_model_checkpoint", "sd_vae"]
     assert "quicksettings_list" in loaded.warnings[0]
+
+
+def test_the_page_tracks_generation_controls_not_the_style_editor(app_context, monkeypatch):
+    from webui.ui import app as ui_app
+    from webui.ui import defaults as ui_defaults
+
+    tracked = []
+    real_track = ui_defaults.UiDefaults.track
+
+    def spy(self, tab, root, exclude=()):
+        real_track(self, tab, root, exclude)
+        tracked.append(self)
+
+    monkeypatch.setattr(ui_defaults.UiDefaults, "track", spy)
+    ui_app.build_ui(app_context)
+    labels = {item.key.split("/")[1] for item in tracked[0].items}
+    keys = {item.key for item in tracked[0].items}
+    assert {"txt2img/Sampling steps/value", "img2img/Sampling steps/value", "txt2img/Styles/value"} <= keys
+    assert not labels & {"Style", "Style prompt", "Style negative prompt", "Clip skip"}, labels

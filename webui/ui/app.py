@@ -37,6 +37,11 @@ def launch_kwargs() -> dict:
             "footer_links": ["api", "gradio"]}
 
 
+def _style_editor_fields(row) -> list:
+    editor = row.tools.editor if row.tools is not None else None
+    return [editor.name, editor.prompt, editor.negative_prompt] if editor is not None else []
+
+
 def build_ui(ctx, reloader: UiReloader | None = None) -> gr.Blocks:
     """Build the whole page for one AppContext (again at each Reload UI, with the same ``reloader``)."""
     reloader = reloader or UiReloader(ctx, lambda again: build_ui(ctx, again))
@@ -51,11 +56,13 @@ def build_ui(ctx, reloader: UiReloader | None = None) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img") as txt2img_tab:
                 txt2img = build_txt2img(ctx)
-            # The Clip skip sliders show the setting of now (page load), not a default of their own.
-            defaults.track("txt2img", txt2img_tab, exclude=[txt2img.clip_skip])
+            # The Clip skip sliders show the setting of now (page load), not a default of their own; the
+            # style editor edits styles.csv, not the tab's generation defaults.
+            defaults.track("txt2img", txt2img_tab, exclude=[txt2img.clip_skip, *_style_editor_fields(txt2img.row)])
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img") as img2img_tab:
                 img2img = build_img2img(ctx)
-            defaults.track("img2img", img2img_tab, exclude=[img2img.controls.clip_skip])
+            defaults.track("img2img", img2img_tab,
+                           exclude=[img2img.controls.clip_skip, *_style_editor_fields(img2img.row)])
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
                 extras = build_extras(ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
