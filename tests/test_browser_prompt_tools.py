@@ -196,7 +196,10 @@ def test_placeholder_says_what_the_model_draws(app, browser):  # noqa: F811
 
 PLAY_HOOK = """
 window.__played = [];
-HTMLMediaElement.prototype.play = function () { window.__played.push(this.src); return Promise.resolve(); };
+window.__volumes = [];
+HTMLMediaElement.prototype.play = function () {
+  window.__played.push(this.src); window.__volumes.push(this.volume); return Promise.resolve();
+};
 """
 
 
@@ -212,6 +215,7 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
     sound = data / "notification.mp3"
     sound.write_bytes(b"ID3" + bytes(64))  # the browser is not asked to decode it: play() is hooked
     pages = []
+    options(url, notification_volume=40)
     try:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.add_init_script(PLAY_HOOK)
@@ -224,6 +228,7 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
         _generate(page)
         page.wait_for_function("() => window.__played.length === 1", timeout=10_000)
         assert "notification.mp3" in page.evaluate("window.__played[0]")
+        assert page.evaluate("window.__volumes") == [0.4]  # A1111's notification_volume, in %
         page.locator("#txt2img_gallery img").first.click()  # the result opened in the gallery: not a new one
         page.wait_for_timeout(500)
         assert len(page.evaluate("window.__played")) == 1
@@ -241,9 +246,24 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
         _generate(page)
         page.wait_for_timeout(500)
         assert page.evaluate("window.__played") == []
-        assert not [u for u in requested if "notification" in u]
+        assert not [u for u in requested if "notification" in u and "volume" not in u]
+        assert page.locator("#audio_notification audio[src]").count() == 0
+
+        # The file is there but "Play notification sound" is off: silent too.
+        sound.write_bytes(b"ID3" + bytes(64))
+        options(url, notification_audio=False)
+        muted = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pages.append(muted)
+        muted.add_init_script(PLAY_HOOK)
+        page = muted.new_page()
+        page.goto(url)
+        page.wait_for_selector("#txt2img_generate")
+        _generate(page)
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.__played") == []
         assert page.locator("#audio_notification audio[src]").count() == 0
     finally:
         for context in pages:
             context.close()
         sound.unlink(missing_ok=True)
+        options(url, notification_audio=True, notification_volume=100)

@@ -107,6 +107,9 @@ OPTIONS: tuple[Option, ...] = (
            "Stable Diffusion", 0, 74),
     Option("show_progress_every_n_steps", 10, "Live preview every N steps (0: off)", "Live previews", 0, 150),
     Option("live_previews_enable", True, "Show live previews", "Live previews"),
+    Option("notification_audio", True, "Play notification sound after image generation (notification.mp3 in the "
+           "data folder)", "User interface"),
+    Option("notification_volume", 100, "Notification sound volume (%)", "User interface", 0, 100),
     Option("samples_save", True, "Save every generated image", "Saving images"),
     Option("save_incomplete_images", False, "Save incomplete images (left by Skip)", "Saving images"),
     Option("grid_save", True, "Save a grid of each batch", "Saving images"),

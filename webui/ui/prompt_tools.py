@@ -248,10 +248,13 @@ def build_notification(ctx) -> gr.Audio:
     """
     audio = gr.Audio(value=None, elem_id="audio_notification", interactive=False, show_label=False,
                      visible="hidden")
+    # A1111's settings, read at page load: "notification_audio" off gives the player no source at all.
+    volume = gr.HTML("", elem_id="notification_volume", visible="hidden")
 
     def current():
-        path = notification_file(ctx.paths.data_dir)
-        return str(path) if path else None
+        path = notification_file(ctx.paths.data_dir) if ctx.settings.get("notification_audio") else None
+        level = int(ctx.settings.get("notification_volume"))
+        return str(path) if path else None, f'<span data-volume="{level}"></span>'
 
-    on_page_load(current, None, audio)
+    on_page_load(current, None, [audio, volume])
     return audio

@@ -123,6 +123,8 @@ function playOnNewResults() {
   const audio = Array.from(document.querySelectorAll("#audio_notification audio[src]"))
     .find((element) => !element.getAttribute("src").startsWith("blob:"));
   if (audio) {
+    const level = document.querySelector("#notification_volume [data-volume]");  // the setting, in %
+    audio.volume = level ? Math.min(1, Math.max(0, Number(level.dataset.volume) / 100)) : 1;
     audio.currentTime = 0;
     const playing = audio.play();
     if (playing && playing.catch) playing.catch(() => {});  // a browser may refuse; no sound is no error
