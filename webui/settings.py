@@ -6,16 +6,13 @@ back untouched (another tool or a later version may own them).
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webui.userfiles import follow_umask, is_valid_text, read_json_object
+from webui.userfiles import is_valid_text, read_json_object, write_json_atomic
 
 
 class SettingsError(ValueError):
@@ -224,16 +221,4 @@ class Settings:
         if self.path is None:
             return
         with self._lock:
-            data = {**self.extra, **self.values}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.path.parent)
-            follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, indent=2, ensure_ascii=False)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_json_atomic(self.path, {**self.extra, **self.values}, durable=True)

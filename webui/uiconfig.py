@@ -9,15 +9,12 @@ Pure: the UI (webui/ui/defaults.py) decides which entry fits which control.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webui.userfiles import follow_umask, read_json_object
+from webui.userfiles import read_json_object, write_json_atomic
 
 FILE_NAME = "ui-config.json"
 
@@ -73,16 +70,5 @@ class UiConfig:
             if problem is not None:
                 raise UiConfigError(f"{self.path} is unreadable now ({problem}); not overwritten")
             data = {**current, **values}
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".ui-config-", suffix=".json", dir=self.path.parent)
-            follow_umask(fd)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, indent=4, ensure_ascii=False)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_json_atomic(self.path, data, indent=4, durable=True)
             self.entries = data

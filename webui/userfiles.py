@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,24 @@ def follow_umask(fd: int) -> None:
     umask, 0644 usually); private-by-accident files break that.
     """
     os.fchmod(fd, 0o666 & ~_current_umask())
+
+
+def write_json_atomic(path: Path, data: Any, indent: int = 2, durable: bool = False) -> None:
+    """Write ``data`` as JSON to ``path`` in one step: a crash mid-write leaves the old file whole.
+
+    The file gets the mode a plain open() would (``follow_umask``); ``durable`` also syncs it to
+    disk before the rename (settings the user would not want to lose to a power cut).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
+    follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=indent, ensure_ascii=False)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 from webui.models.errors import ModelLoadError
 from webui.models.registry import BLOCK, HashCache, sha256_of
-from webui.userfiles import follow_umask
+from webui.userfiles import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +53,7 @@ class SectionedHashCache(HashCache):
             if self.path is None:
                 return
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=".cache-", suffix=".json", dir=self.path.parent)
-                follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, indent=2, ensure_ascii=False)
-                os.replace(tmp, self.path)
+                write_json_atomic(self.path, data)
             except OSError as exc:  # a read-only data dir costs a rehash next start, nothing more
                 log.warning("could not write %s: %s", self.path, exc)
 
@@ -179,16 +173,7 @@ def read_user_metadata(path: Path) -> dict[str, Any]:
 def save_user_metadata(path: Path, data: dict[str, Any]) -> None:
     """Write `<stem>.json` atomically, keeping keys another tool wrote."""
     merged = {**read_user_metadata(path), **data}
-    meta = user_metadata_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".json", dir=meta.parent)
-    follow_umask(fd)  # mkstemp makes it 0600; people serve and sync these
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(merged, fh, indent=4, ensure_ascii=False)
-        os.replace(tmp, meta)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(user_metadata_path(path), merged, indent=4)
 
 
 def scan(kind: str, roots: Iterable[Path], suffixes: tuple[str, ...], name_of: Callable[[Path], str]) -> list[NetworkFile]:
