@@ -318,13 +318,17 @@ def test_with_every_replica_gone_jobs_wait_and_progress_says_why(cluster):
     # running one too, so none runs while Serve brings them back.
     from ray.serve.context import _get_global_client
 
-    details = _get_global_client().get_serve_details()
-    replicas = details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["replicas"]
-    pids = {r["pid"] for r in replicas if r["state"] == "RUNNING" and r.get("pid")}
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):  # Serve's details may still list the replica just killed
-            os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: running_replicas() == 0, 30, "Serve to notice no replica runs")
+    def kill_running() -> bool:
+        # Again until none runs: the replica the previous test killed can come back between a look
+        # at Serve's details and the kill (seen once in a full run).
+        details = _get_global_client().get_serve_details()
+        replicas = details["applications"][APP_NAME]["deployments"][DEPLOYMENT_NAME]["replicas"]
+        for pid in {r["pid"] for r in replicas if r["state"] == "RUNNING" and r.get("pid")}:
+            with contextlib.suppress(ProcessLookupError):  # Serve's details may still list one just killed
+                os.kill(pid, signal.SIGKILL)
+        return running_replicas() == 0
+
+    wait_until(kill_running, 60, "Serve to notice no replica runs", every=0.5)
     job = cluster.submit_txt2img(req(101, save_images=False))
     wait_until(lambda: "none is running" in job.progress.snapshot().textinfo, 30, "the waiting job to say why")
     assert job.state == "running" and not job.done
