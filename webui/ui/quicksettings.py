@@ -124,37 +124,25 @@ def wire_header(demo, ctx, header: Header, txt2img, img2img, keep_size: bool = F
         mirrors = clip_sliders if key == CLIP_SKIP else []
         option = settings.options[key]
 
-        def save(value, key=key, option=option) -> bool:
-            """Save what the user set; False (and a warning) when the setting refuses it."""
+        def change(value, key=key, option=option, mirrors=mirrors):
             if isinstance(option.default, int) and not isinstance(option.default, bool) \
                     and isinstance(value, float) and value.is_integer():
                 value = int(value)
-            if value == settings.get(key):
-                return True
+            if value == settings.get(key):  # a page-load refresh or a mirror's echo: nothing to save
+                return (gr.update(),) * (1 + len(mirrors))
             try:
                 settings.save_changes({key: value})
             except SettingsError as exc:
                 gr.Warning(f"Not saved: {exc}")
-                return False
-            return True
-
-        def change(value, key=key, mirrors=mirrors, save=save):
-            if not save(value):
                 return settings.get(key), *(gr.update(),) * len(mirrors)
             return gr.update(), *(value,) * len(mirrors)
 
-        # .input, not .change: only the user's own edit saves. A page-load refresh also changes the
-        # control, and saving that would write a value another tab or the API has replaced meanwhile.
-        control.input(change, control, [control, *mirrors], show_progress="hidden", trigger_mode="always_last",
-                      api_visibility="private")
+        control.change(change, control, [control, *mirrors], show_progress="hidden", trigger_mode="always_last",
+                       api_visibility="private")
         if key == CLIP_SKIP:
-            # Moving a tab's Clip skip slider saves the setting and moves the quicksetting and the other tab's.
-            def from_tab(value, key=key, save=save):
-                kept = value if save(value) else settings.get(key)
-                return kept, kept
-
+            # Moving a tab's Clip skip slider moves the quicksetting (which saves it) and the other tab's.
             for slider, other in ((clip_sliders[0], clip_sliders[1]), (clip_sliders[1], clip_sliders[0])):
-                slider.input(from_tab, slider, [control, other], show_progress="hidden",
+                slider.input(lambda v: (v, v), slider, [control, other], show_progress="hidden",
                              trigger_mode="always_last", api_visibility="private")
 
     def select(title, *sizes):
