@@ -210,6 +210,19 @@ def _generate(page) -> None:
     page.wait_for_function("() => document.querySelectorAll('#txt2img_gallery img').length >= 1", timeout=120_000)
 
 
+def _hooked_page(browser, url, contexts: list, requested: list | None = None):
+    """A fresh browser context (closed by the caller via ``contexts``) with play() hooked, on the app."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    contexts.append(context)
+    context.add_init_script(PLAY_HOOK)
+    if requested is not None:
+        context.on("request", lambda request: requested.append(request.url))
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#txt2img_generate")
+    return page
+
+
 def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
     url, data = app
     sound = data / "notification.mp3"
@@ -217,12 +230,7 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
     pages = []
     options(url, notification_volume=40)
     try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.add_init_script(PLAY_HOOK)
-        page = context.new_page()
-        pages.append(context)
-        page.goto(url)
-        page.wait_for_selector("#txt2img_generate")
+        page = _hooked_page(browser, url, pages)
         expect(page.locator("#audio_notification audio[src*='/notification.mp3']")).to_have_count(1)
         assert page.evaluate("window.__played") == []  # nothing at page load
         _generate(page)
@@ -235,14 +243,8 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
 
         # No file: no player source, no request for it, no sound.
         sound.unlink()
-        quiet = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pages.append(quiet)
-        quiet.add_init_script(PLAY_HOOK)
         requested = []
-        quiet.on("request", lambda request: requested.append(request.url))
-        page = quiet.new_page()
-        page.goto(url)
-        page.wait_for_selector("#txt2img_generate")
+        page = _hooked_page(browser, url, pages, requested)
         _generate(page)
         page.wait_for_timeout(500)
         assert page.evaluate("window.__played") == []
@@ -252,12 +254,7 @@ def test_notification_sound_when_results_arrive(app, browser):  # noqa: F811
         # The file is there but "Play notification sound" is off: silent too.
         sound.write_bytes(b"ID3" + bytes(64))
         options(url, notification_audio=False)
-        muted = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pages.append(muted)
-        muted.add_init_script(PLAY_HOOK)
-        page = muted.new_page()
-        page.goto(url)
-        page.wait_for_selector("#txt2img_generate")
+        page = _hooked_page(browser, url, pages)
         _generate(page)
         page.wait_for_timeout(500)
         assert page.evaluate("window.__played") == []
